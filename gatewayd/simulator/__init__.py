@@ -1,0 +1,1 @@
+"""The bundled SMSC simulator: the demo peer, the test double and the benchmark target."""

@@ -1,0 +1,1 @@
+"""Campaign modules (vote, poll, quiz, coupon, ...), loaded through the ``gatewayd.modules`` entry points."""

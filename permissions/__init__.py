@@ -1,0 +1,1 @@
+"""Consent, privacy policy and obligations: pure decisions and the audit records they produce."""

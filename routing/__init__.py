@@ -1,0 +1,1 @@
+"""Pure routing of mobile-originated messages by short code and keyword."""
