@@ -1,0 +1,233 @@
+"""ESME binds to operator SMSCs: connect, bind, serve, reconnect; and MT submission over them.
+
+Each configured SMSC gets a :class:`SmscLink`: one nursery holding one task per bind
+(a transceiver, or a transmitter and a receiver). A bind task loops for ever: connect, bind,
+serve until the connection ends, wait a capped and jittered backoff, again. A refused bind
+(wrong password, unknown system_id) is logged as such and retried after the same backoff,
+never in a tight loop. Whatever goes wrong inside one bind stays in its nursery.
+
+MTs go out through :meth:`SmscLink.submit`, which picks a bound transmitter, honours the
+per-SMSC rate cap and backs off when the SMSC answers ESME_RTHROTTLED or ESME_RMSGQFUL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Awaitable, Callable
+
+import structlog
+import trio
+
+from gatewayd.config import SmscConfig
+from gatewayd.errors import GatewayError
+from gatewayd.pacing import Backoff, Penalty, TokenBucket
+from gatewayd.smpp.constants import BindMode, CommandStatus, describe_status
+from gatewayd.smpp.pdus import Bind, Pdu
+from gatewayd.smpp.session import SessionConfig, SmppSession
+from gatewayd.smpp.states import Role
+from gatewayd.transport import BindFailed, SmppConnection
+
+__all__ = ["RequestHandler", "SmscLink", "NoBind", "session_config_for", "serve_requests", "Connector"]
+
+log = structlog.get_logger("gatewayd.binds")
+
+#: Called for every request the SMSC sends (deliver_sm, data_sm, ...); must answer it.
+RequestHandler = Callable[[SmppConnection, Pdu], Awaitable[None]]
+
+#: Opens the byte stream to an SMSC: (host, port) -> stream. TCP by default.
+Connector = Callable[[str, int], Awaitable[trio.abc.Stream]]
+
+_THROTTLING = (CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL)
+
+
+class NoBind(GatewayError):
+    """No bind of this SMSC can carry the request now (none is bound, or all are draining)."""
+
+
+def session_config_for(cfg: SmscConfig) -> SessionConfig:
+    """The session timings and limits configured for an SMSC."""
+    return SessionConfig(
+        window=cfg.window,
+        response_timeout=cfg.response_timeout,
+        bind_timeout=cfg.bind_timeout,
+        enquire_link_interval=cfg.enquire_link_interval,
+        dead_peer_timeout=cfg.dead_peer_timeout,
+        max_pdu_length=cfg.max_pdu_length,
+    )
+
+
+async def serve_requests(conn: SmppConnection, handler: RequestHandler) -> None:
+    """Hand every request from the peer to ``handler``, in order, until the connection ends."""
+    async for pdu in conn.requests:
+        await handler(conn, pdu)
+
+
+class SmscLink:
+    """The binds to one SMSC and the MT path over them.
+
+    Args:
+        cfg: the SMSC's settings.
+        handler: what to do with the SMSC's requests (MOs, receipts).
+        rng: jitter source for the reconnect backoff.
+        connect: how to open the stream (tests pass in-memory streams).
+    """
+
+    def __init__(
+        self,
+        cfg: SmscConfig,
+        handler: RequestHandler,
+        *,
+        rng: Callable[[], float] = random.random,
+        connect: Connector = trio.open_tcp_stream,
+    ) -> None:
+        self.cfg = cfg
+        self._handler = handler
+        self._rng = rng
+        self._connect = connect
+        #: Connections currently bound, by mode.
+        self.bound: dict[BindMode, SmppConnection] = {}
+        self._bound_changed = trio.Event()
+        self._bucket = TokenBucket(cfg.max_mt_per_second, burst=max(1.0, min(cfg.max_mt_per_second, float(cfg.window))), now=trio.current_time())
+        self._penalty = Penalty()
+        self._cancel_scope = trio.CancelScope()
+        self._draining = False
+        self._turn = itertools.count()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold every bind of this SMSC until :meth:`stop` or cancellation."""
+        with self._cancel_scope, structlog.contextvars.bound_contextvars(smsc=self.cfg.name):
+            async with trio.open_nursery() as nursery:
+                for mode in self.cfg.binds:
+                    nursery.start_soon(self._keep_bound, mode)
+                task_status.started()
+
+    async def stop(self, grace: float) -> None:
+        """Drain and unbind: no new MT, wait up to ``grace`` for outstanding responses, unbind.
+
+        Returns once every connection is closed and the bind tasks are gone.
+        """
+        self._draining = True
+        with trio.move_on_after(grace):
+            for conn in list(self.bound.values()):
+                await conn.wait_idle()
+        async with trio.open_nursery() as nursery:
+            for conn in list(self.bound.values()):
+                nursery.start_soon(conn.unbind, min(grace, 5.0) or 1.0)
+        self._cancel_scope.cancel()
+
+    @property
+    def is_up(self) -> bool:
+        """True when at least one bind can submit."""
+        return any(mode.can_submit for mode in self.bound)
+
+    async def wait_bound(self, mode: BindMode | None = None) -> SmppConnection:
+        """Wait until a bind (of ``mode``, or any) is up, and return its connection."""
+        while True:
+            for bound_mode, conn in self.bound.items():
+                if mode is None or bound_mode is mode:
+                    return conn
+            await self._bound_changed.wait()
+
+    def _set_bound(self, mode: BindMode, conn: SmppConnection | None) -> None:
+        if conn is None:
+            self.bound.pop(mode, None)
+        else:
+            self.bound[mode] = conn
+        self._bound_changed.set()
+        self._bound_changed = trio.Event()
+
+    async def _keep_bound(self, mode: BindMode) -> None:
+        backoff = Backoff(self.cfg.reconnect_delay, self.cfg.reconnect_max_delay, self._rng)
+        with structlog.contextvars.bound_contextvars(bind=mode.value):
+            while not self._draining:
+                if await self._bind_once(mode):
+                    backoff.reset()
+                if self._draining:
+                    return
+                delay = backoff.next_delay()
+                log.info("bind_retry_scheduled", retry_in=round(delay, 2))
+                await trio.sleep(delay)
+
+    async def _bind_once(self, mode: BindMode) -> bool:
+        """One connection's life. Returns True when it got bound."""
+        cfg = self.cfg
+        try:
+            with trio.fail_after(cfg.bind_timeout):
+                stream = await self._connect(cfg.host, cfg.port)
+        except (OSError, trio.TooSlowError) as exc:
+            log.warning("smsc_connect_failed", host=cfg.host, port=cfg.port, error=str(exc) or type(exc).__name__)
+            return False
+        session = SmppSession(Role.ESME, session_config_for(cfg), now=trio.current_time())
+        conn = SmppConnection(stream, session, name=f"{cfg.name}/{mode.value}", request_buffer=max(1000, 4 * cfg.window))
+        bound = False
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run)
+            try:
+                result = await conn.bind(
+                    Bind(
+                        mode=mode,
+                        system_id=cfg.system_id,
+                        password=cfg.password,
+                        system_type=cfg.system_type,
+                        interface_version=cfg.interface_version,
+                        addr_ton=cfg.addr_ton,
+                        addr_npi=cfg.addr_npi,
+                        address_range=cfg.address_range,
+                    )
+                )
+            except BindFailed as exc:
+                status = None if exc.command_status is None else describe_status(exc.command_status)
+                log.error("bind_rejected", status=status, reason=str(exc))
+                conn.abort("bind failed")
+            else:
+                bound = True
+                log.info("bind_established", smsc_system_id=result.system_id, host=cfg.host, port=cfg.port)
+                self._set_bound(mode, conn)
+                nursery.start_soon(serve_requests, conn, self._handler)
+                await conn.wait_closed()
+                self._set_bound(mode, None)
+                if self._draining:
+                    log.info("bind_closed", reason=conn.close_reason)
+                else:
+                    log.warning("bind_lost", reason=conn.close_reason)
+        return bound
+
+    # -- MT ---------------------------------------------------------------------------------
+
+    def _transmitter(self) -> SmppConnection:
+        candidates = [c for m, c in self.bound.items() if m.can_submit and not c.closed]
+        if self._draining or not candidates:
+            raise NoBind(f"{self.cfg.name}: no transmitter bound" if not self._draining else f"{self.cfg.name}: draining")
+        return candidates[next(self._turn) % len(candidates)]
+
+    async def submit(self, pdu: Pdu, *, max_throttled: int = 5) -> Pdu:
+        """Send an MT request (submit_sm or data_sm) and return the SMSC's final answer.
+
+        Waits for the rate cap and any throttling pause first. An ESME_RTHROTTLED or
+        ESME_RMSGQFUL answer pauses this SMSC's MT traffic (doubling each time) and the same
+        request is tried again, up to ``max_throttled`` times.
+
+        Raises:
+            NoBind: no transmitter is bound, or the link is draining.
+            ConnectionGone, ResponseTimeout: as :meth:`SmppConnection.request`.
+        """
+        for attempt in itertools.count():
+            await self._pace()
+            response = await self._transmitter().request(pdu)
+            if response.command_status not in _THROTTLING or attempt >= max_throttled:
+                if response.ok:
+                    self._penalty.clear()
+                return response
+            pause = self._penalty.complain(trio.current_time())
+            log.warning("smsc_throttled", status=describe_status(response.command_status), pause=pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pace(self) -> None:
+        now = trio.current_time()
+        wait = max(self._penalty.wait(now), self._bucket.reserve(now))
+        if wait > 0:
+            await trio.sleep(wait)
+

@@ -1,0 +1,148 @@
+"""What happens to every message an SMSC hands over: deliver_sm and data_sm.
+
+Today the pipeline is: decode the text and the concatenation info, write one canonical log
+line, acknowledge. The single place where the durable store and routing plug in is
+:attr:`Ingest.accept`: it receives each :class:`InboundMessage` and returns the status to
+acknowledge with. The acknowledgement goes out only after ``accept`` returns, so once
+``accept`` stores the message durably, an MO is acknowledged only after it is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Awaitable, Callable, Iterable
+
+import attrs
+import structlog
+import trio
+
+from gatewayd.smpp.constants import CommandStatus, Tag, describe_status
+from gatewayd.smpp.errors import LocalProtocolError
+from gatewayd.smpp.pdus import AlertNotification, DataSm, DeliverSm, Pdu, find_tlv
+from gatewayd.smpp.text import decode_short_message
+from gatewayd.smpp.udh import ConcatInfo, concat_info
+from gatewayd.transport import SmppConnection
+
+__all__ = ["InboundMessage", "Ingest", "Accept", "acknowledge_only"]
+
+log = structlog.get_logger("gatewayd.ingest")
+
+
+@attrs.frozen
+class InboundMessage:
+    """One deliver_sm or data_sm as the gateway understands it: an MO part or a receipt."""
+
+    #: The SMSC link it came from.
+    smsc: str
+    #: The subscriber's number for an MO, the recipient's for a receipt.
+    source_addr: str
+    #: The short code (MO) or our source address (receipt).
+    destination_addr: str
+    #: The decoded text, UDH removed.
+    text: str
+    data_coding: int
+    #: Where this part belongs in a concatenated MO; None when it stands alone.
+    concat: ConcatInfo | None
+    #: True for a delivery receipt or intermediate notification.
+    is_receipt: bool
+    #: The receipted_message_id TLV of a receipt, when present.
+    receipted_message_id: str | None
+    received_at: dt.datetime
+    #: The PDU as received, for whatever the store needs beyond the fields above.
+    pdu: Pdu = attrs.field(repr=False, eq=False)
+
+    @classmethod
+    def from_pdu(cls, pdu: DeliverSm | DataSm, *, smsc: str, now: dt.datetime) -> "InboundMessage":
+        """Decode a deliver_sm or data_sm; never raises on odd content."""
+        info, user_data = concat_info(esm_class=pdu.esm_class, payload=pdu.payload, tlvs=pdu.tlvs)
+        receipted = find_tlv(pdu.tlvs, Tag.RECEIPTED_MESSAGE_ID)
+        return cls(
+            smsc=smsc,
+            source_addr=pdu.source_addr,
+            destination_addr=pdu.destination_addr,
+            text=decode_short_message(user_data, pdu.data_coding),
+            data_coding=pdu.data_coding,
+            concat=info,
+            is_receipt=isinstance(pdu, DeliverSm) and pdu.is_receipt,
+            receipted_message_id=None if receipted is None else receipted.rstrip(b"\x00").decode("latin-1"),
+            received_at=now,
+            pdu=pdu,
+        )
+
+
+#: Takes a message and returns the command_status to acknowledge it with.
+Accept = Callable[[InboundMessage], Awaitable[int]]
+
+
+async def acknowledge_only(message: InboundMessage) -> int:
+    """The pipeline until the store and routing take over: accept everything."""
+    return CommandStatus.ESME_ROK
+
+
+class Ingest:
+    """Receives the requests of every bind, answers them and logs one line per message.
+
+    Args:
+        accept: the pipeline hook (see the module docstring).
+        short_codes: per SMSC name, the short codes it serves; MOs to other numbers are
+            still acknowledged (the SMSC would only retry) but logged as a warning.
+        clock: UTC wall-clock time for ``received_at``.
+    """
+
+    def __init__(
+        self,
+        accept: Accept = acknowledge_only,
+        *,
+        short_codes: dict[str, Iterable[str]] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ) -> None:
+        self.accept = accept
+        self.short_codes = {name: frozenset(codes) for name, codes in (short_codes or {}).items()}
+        self._clock = clock
+
+    async def handle(self, conn: SmppConnection, pdu: Pdu, *, smsc: str = "") -> None:
+        """Process one request from an SMSC and answer it (see :data:`gatewayd.binds.RequestHandler`)."""
+        if isinstance(pdu, (DeliverSm, DataSm)):
+            await self._message(conn, pdu, smsc or conn.name)
+        elif isinstance(pdu, AlertNotification):
+            log.info("alert_notification_received", source_addr=pdu.source_addr)
+        else:
+            log.warning("request_ignored", command=type(pdu).__name__, sequence=pdu.sequence)
+
+    async def _message(self, conn: SmppConnection, pdu: DeliverSm | DataSm, smsc: str) -> None:
+        started = trio.current_time()
+        message = InboundMessage.from_pdu(pdu, smsc=smsc, now=self._clock())
+        try:
+            status = await self.accept(message)
+        except Exception:
+            # The hook failed (a bug or a store outage): the SMSC keeps the message and retries.
+            log.exception("message_not_accepted", smsc=smsc, sequence=pdu.sequence)
+            status = CommandStatus.ESME_RX_T_APPN
+        try:
+            conn.answer(pdu.response(status))
+        except LocalProtocolError as exc:
+            log.warning("ack_not_sent", smsc=smsc, sequence=pdu.sequence, reason=str(exc))
+            return
+        self._log(message, status, trio.current_time() - started)
+
+    def _log(self, message: InboundMessage, status: int, elapsed: float) -> None:
+        fields = {
+            "smsc": message.smsc,
+            "source_addr": message.source_addr,
+            "destination_addr": message.destination_addr,
+            "data_coding": message.data_coding,
+            "text": message.text,
+            "ack": describe_status(status),
+            "latency_ms": round(elapsed * 1000, 3),
+        }
+        if message.concat is not None:
+            fields["part"] = f"{message.concat.index}/{message.concat.total}"
+            fields["concat_ref"] = message.concat.reference
+        if message.is_receipt:
+            log.info("receipt_received", receipted_message_id=message.receipted_message_id, **fields)
+            return
+        codes = self.short_codes.get(message.smsc)
+        if codes is not None and message.destination_addr not in codes:
+            log.warning("mo_unknown_short_code", **fields)
+        else:
+            log.info("mo_received", **fields)

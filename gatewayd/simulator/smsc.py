@@ -1,0 +1,300 @@
+"""An SMSC simulator: the bundled demo peer, the test double and the benchmark target.
+
+It is the SMSC role of the same :class:`~gatewayd.smpp.session.SmppSession` the gateway
+uses, behind a trio TCP listener. It accepts binds with the configured credentials, answers
+submit_sm and data_sm with message ids, sends delivery receipts the way operator SMSCs
+format them, injects MOs (plain, UCS-2 and concatenated), and injects faults on demand:
+dropped connections, delayed or withheld responses, throttling, garbage and oversize PDUs.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import functools
+import itertools
+import struct
+from typing import Callable
+
+import attrs
+import structlog
+import trio
+
+from gatewayd.smpp.constants import BindMode, CommandId, CommandStatus, EsmClass, MessageState, Tag
+from gatewayd.smpp.pdus import Bind, DataSm, DeliverSm, Pdu, SubmitSm
+from gatewayd.smpp.session import SessionConfig, SmppSession
+from gatewayd.smpp.states import Role
+from gatewayd.smpp.text import ConcatMethod, ConcatReferences, decode_short_message, split_text
+from gatewayd.transport import ConnectionGone, ResponseTimeout, SmppConnection
+
+__all__ = ["Faults", "SmscSimulator", "receipt_text"]
+
+log = structlog.get_logger("gatewayd.simulator")
+
+_DLR_DATE = "%y%m%d%H%M"
+
+
+@attrs.define
+class Faults:
+    """Misbehaviour to inject, changed by tests and by the CLI while the simulator runs.
+
+    Attributes:
+        response_delay: seconds to wait before answering each submit_sm / data_sm.
+        withhold_responses: never answer submit_sm / data_sm (the gateway must time out).
+        throttle_next: answer this many of the next submits with ESME_RTHROTTLED.
+        reject_status: when non-zero, answer every submit with this status.
+    """
+
+    response_delay: float = 0.0
+    withhold_responses: bool = False
+    throttle_next: int = 0
+    reject_status: int = 0
+
+
+def receipt_text(message_id: str, *, stat: str, err: str, submitted: dt.datetime, done: dt.datetime, text: str) -> bytes:
+    """Format a delivery receipt as SMSCs do (SMPP 3.4 appendix B).
+
+    Returns:
+        ``id:... sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:... err:... text:...``
+    """
+    delivered = "001" if stat == "DELIVRD" else "000"
+    return (
+        f"id:{message_id} sub:001 dlvrd:{delivered} submit date:{submitted.strftime(_DLR_DATE)} "
+        f"done date:{done.strftime(_DLR_DATE)} stat:{stat} err:{err} text:{text[:20]}"
+    ).encode("latin-1", "replace")
+
+
+class SmscSimulator:
+    """A simulated SMSC listening on a TCP port.
+
+    Args:
+        system_id: the system_id ESMEs must bind with.
+        password: the password ESMEs must bind with.
+        name: our own system_id, returned in bind responses.
+        delivery_receipts: send a receipt for every submit that asks for one.
+        receipt_delay: seconds between a submit and its receipt.
+        session_config: timing and window of each connection.
+        clock: wall-clock time for receipt dates.
+    """
+
+    def __init__(
+        self,
+        *,
+        system_id: str = "gatewayd",
+        password: str = "secret",
+        name: str = "smsc-sim",
+        delivery_receipts: bool = True,
+        receipt_delay: float = 0.0,
+        session_config: SessionConfig | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        history: int = 100_000,
+    ) -> None:
+        self.system_id = system_id
+        self.password = password
+        self.name = name
+        self.delivery_receipts = delivery_receipts
+        self.receipt_delay = receipt_delay
+        self.session_config = session_config or SessionConfig(window=100, enquire_link_interval=30.0)
+        self.faults = Faults()
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._refs = ConcatReferences(8)
+        #: Connections that completed a bind, in bind order.
+        self.connections: list[SmppConnection] = []
+        #: The most recent submits received (submit_sm and data_sm), oldest first.
+        self.submitted: collections.deque[Pdu] = collections.deque(maxlen=history)
+        #: Counters: binds accepted/refused, submits, receipts sent, MOs acknowledged.
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._bound_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._rr = 0
+        #: The TCP port, once listening.
+        self.port: int | None = None
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; ``task_status.started`` receives the port."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            listeners = await nursery.start(functools.partial(trio.serve_tcp, self.handle_stream, port, host=host))
+            self.port = listeners[0].socket.getsockname()[1]
+            log.info("simulator_listening", host=host, port=self.port)
+            task_status.started(self.port)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the background work (receipts) without a listener, for streams given to :meth:`handle_stream`."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one ESME connection until it closes (the listener calls this; tests may too)."""
+        session = SmppSession(Role.SMSC, self.session_config, now=trio.current_time())
+        conn = SmppConnection(stream, session, name=f"{self.name}-conn")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.run)
+            async for pdu in conn.requests:
+                if isinstance(pdu, Bind):
+                    self._answer_bind(conn, pdu)
+                elif isinstance(pdu, (SubmitSm, DataSm)):
+                    if self.faults.response_delay:
+                        nursery.start_soon(self._answer_submit_later, conn, pdu)
+                    else:
+                        self._answer_submit(conn, pdu)
+            # The request channel closes with the session; conn.run still flushes the last
+            # bytes (an unbind_resp) before it returns, so it is not cancelled here.
+        if conn.close_reason == "unbound by peer":
+            self.stats["unbinds_received"] += 1
+        if conn in self.connections:
+            self.connections.remove(conn)
+            self._notify_bound()
+
+    def _answer_bind(self, conn: SmppConnection, bind: Bind) -> None:
+        if bind.system_id != self.system_id:
+            status = CommandStatus.ESME_RINVSYSID
+        elif bind.password != self.password:
+            status = CommandStatus.ESME_RINVPASWD
+        else:
+            status = CommandStatus.ESME_ROK
+        conn.answer(bind.response(status, self.name))
+        if status == CommandStatus.ESME_ROK:
+            self.stats["binds_accepted"] += 1
+            conn.name = f"{self.name}-{bind.mode.value}"
+            self.connections.append(conn)
+            self._notify_bound()
+        else:
+            self.stats["binds_refused"] += 1
+        log.info("simulator_bind", mode=bind.mode.value, accepted=status == CommandStatus.ESME_ROK)
+
+    async def _answer_submit_later(self, conn: SmppConnection, pdu: SubmitSm | DataSm) -> None:
+        await trio.sleep(self.faults.response_delay)
+        if not conn.closed:
+            self._answer_submit(conn, pdu)
+
+    def _answer_submit(self, conn: SmppConnection, pdu: SubmitSm | DataSm) -> None:
+        faults = self.faults
+        if faults.withhold_responses:
+            self.stats["submits_withheld"] += 1
+            return
+        if faults.throttle_next > 0:
+            faults.throttle_next -= 1
+            self.stats["submits_throttled"] += 1
+            conn.answer(pdu.response(CommandStatus.ESME_RTHROTTLED))
+            return
+        if faults.reject_status:
+            self.stats["submits_rejected"] += 1
+            conn.answer(pdu.response(faults.reject_status))
+            return
+        message_id = f"{next(self._ids):08x}"
+        self.submitted.append(pdu)
+        self.stats["submits_accepted"] += 1
+        conn.answer(pdu.response(CommandStatus.ESME_ROK, message_id))
+        if self.delivery_receipts and pdu.registered_delivery & 0x03 and self._nursery is not None:
+            self._nursery.start_soon(self._send_receipt, pdu, message_id, self._clock())
+
+    async def _send_receipt(self, pdu: SubmitSm | DataSm, message_id: str, submitted: dt.datetime) -> None:
+        if self.receipt_delay:
+            await trio.sleep(self.receipt_delay)
+        text = decode_short_message(pdu.short_message if isinstance(pdu, SubmitSm) else pdu.payload, pdu.data_coding)
+        body = receipt_text(message_id, stat="DELIVRD", err="000", submitted=submitted, done=self._clock(), text=text)
+        receipt = DeliverSm(
+            source_addr_ton=pdu.dest_addr_ton,
+            source_addr_npi=pdu.dest_addr_npi,
+            source_addr=pdu.destination_addr,
+            dest_addr_ton=pdu.source_addr_ton,
+            dest_addr_npi=pdu.source_addr_npi,
+            destination_addr=pdu.source_addr,
+            esm_class=EsmClass.DELIVERY_RECEIPT,
+            short_message=body,
+            tlvs=(
+                (Tag.RECEIPTED_MESSAGE_ID, message_id.encode() + b"\x00"),
+                (Tag.MESSAGE_STATE, bytes([MessageState.DELIVERED])),
+            ),
+        )
+        try:
+            await self.deliver(receipt)
+            self.stats["receipts_sent"] += 1
+        except (ConnectionGone, ResponseTimeout, LookupError):
+            self.stats["receipts_lost"] += 1
+
+    def _notify_bound(self) -> None:
+        self._bound_changed.set()
+        self._bound_changed = trio.Event()
+
+    # -- what tests, benchmarks and the demo call -----------------------------------------------
+
+    async def wait_bound(self, count: int = 1) -> None:
+        """Wait until at least ``count`` connections are bound."""
+        while len(self.connections) < count:
+            await self._bound_changed.wait()
+
+    def _receiver(self) -> SmppConnection:
+        candidates = [c for c in self.connections if not c.closed and c.session.mode in (BindMode.RECEIVER, BindMode.TRANSCEIVER)]
+        if not candidates:
+            raise LookupError("no ESME is bound as receiver or transceiver")
+        self._rr = (self._rr + 1) % len(candidates)
+        return candidates[self._rr]
+
+    async def deliver(self, pdu: DeliverSm | DataSm) -> Pdu:
+        """Send one deliver_sm (or data_sm) to a bound receiver and wait for its response.
+
+        Raises:
+            LookupError: no receiver is bound.
+            ConnectionGone, ResponseTimeout: as :meth:`SmppConnection.request`.
+        """
+        return await self._receiver().request(pdu)
+
+    def mo_pdus(
+        self,
+        source: str,
+        destination: str,
+        text: str,
+        *,
+        data_coding: int | None = None,
+        method: ConcatMethod = ConcatMethod.UDH8,
+    ) -> list[DeliverSm]:
+        """Build the deliver_sm PDUs of an MO, split into parts when it is long."""
+        parts = split_text(text, reference=self._refs.next(source), method=method, data_coding=data_coding)
+        return [
+            DeliverSm(
+                source_addr_ton=1,
+                source_addr_npi=1,
+                source_addr=source,
+                destination_addr=destination,
+                esm_class=part.esm_class,
+                data_coding=part.data_coding,
+                short_message=part.short_message,
+                tlvs=part.tlvs,
+            )
+            for part in parts
+        ]
+
+    async def inject_mo(self, source: str, destination: str, text: str, **kwargs: object) -> list[int]:
+        """Deliver an MO to the gateway, part after part.
+
+        Returns:
+            The command_status of each part's deliver_sm_resp.
+        """
+        statuses = []
+        for pdu in self.mo_pdus(source, destination, text, **kwargs):  # type: ignore[arg-type]
+            response = await self.deliver(pdu)
+            statuses.append(response.command_status)
+            if response.ok:
+                self.stats["mo_acknowledged"] += 1
+        return statuses
+
+    def drop_connections(self) -> None:
+        """Cut every connection at once, without unbind."""
+        for conn in list(self.connections):
+            conn.abort("dropped by fault injection")
+
+    def send_garbage(self, data: bytes) -> None:
+        """Write raw bytes to every bound connection, bypassing the protocol."""
+        for conn in self.connections:
+            conn.inject_raw(data)
+
+    def send_oversize(self, length: int = 0x7FFFFFFF) -> None:
+        """Send a header whose command_length is far beyond any sane maximum."""
+        self.send_garbage(struct.pack(">LLLL", length, CommandId.DELIVER_SM, 0, 1))
