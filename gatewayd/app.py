@@ -1,0 +1,211 @@
+"""The daemon's root: starts the SMSC links (and the simulator), drains on SIGTERM, reloads on SIGHUP.
+
+Task tree::
+
+    serve
+    ├── signal watcher           SIGTERM/SIGINT -> drain; SIGHUP -> reload
+    ├── simulator (optional)     the bundled SMSC, when no operator SMSC is configured
+    │   └── demo MO feeder
+    ├── outbind listener (optional)
+    └── links nursery
+        └── SmscLink per SMSC    one nursery per SMSC, one task per bind
+
+A configuration is an immutable snapshot. A reload parses the file into a new snapshot;
+when it is invalid the daemon keeps running on the old one and says why. Only the SMSCs
+whose settings changed are re-bound.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import signal
+from typing import Iterator
+
+import attrs
+import structlog
+import trio
+
+from gatewayd.binds import SmscLink
+from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
+from gatewayd.ingest import Ingest
+from gatewayd.logging import configure_logging
+from gatewayd.outbind import serve_outbind
+from gatewayd.simulator.smsc import SmscSimulator
+from gatewayd.transport import ConnectionGone, ResponseTimeout
+
+__all__ = ["Gateway", "serve", "SIMULATOR_SMSC_NAME", "demo_messages", "simulator_smsc"]
+
+log = structlog.get_logger("gatewayd.app")
+
+#: The name of the SMSC link to the bundled simulator.
+SIMULATOR_SMSC_NAME = "simulator"
+
+_DEMO_TEXTS = ("VOTE GRE", "vote por", "ΨΗΦΟΣ GRE", "HELP", "QUIZ B", "Win tickets? " * 15, "STOP")
+
+
+def simulator_smsc(config: GatewayConfig, port: int) -> SmscConfig:
+    """The SMSC settings that bind the gateway to its bundled simulator."""
+    sim = config.simulator
+    return SmscConfig(
+        name=SIMULATOR_SMSC_NAME,
+        host=sim.host if sim.host not in ("0.0.0.0", "::") else "127.0.0.1",
+        port=port,
+        system_id=sim.system_id,
+        password=sim.password,
+        short_codes=(sim.short_code,),
+        window=100,
+        max_mt_per_second=1000.0,
+        reconnect_delay=0.5,
+        reconnect_max_delay=5.0,
+    )
+
+
+def demo_messages(config: GatewayConfig, rng: random.Random, mo_file_text: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(source, short code, text) MOs for the demo: the lines of ``mo_file_text`` when given, else invented for ever."""
+    sim = config.simulator
+    if mo_file_text is not None:
+        for number, line in enumerate(mo_file_text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                yield str(item["from"]), str(item.get("to", sim.short_code)), str(item["text"])
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("demo_mo_skipped", file=str(sim.mo_file), line=number, error=str(exc))
+        return
+    while True:
+        yield f"3069{rng.randrange(10**8):08d}", sim.short_code, rng.choice(_DEMO_TEXTS)
+
+
+@attrs.define
+class Gateway:
+    """The running daemon: its current configuration snapshot and its SMSC links."""
+
+    config: GatewayConfig
+    ingest: Ingest
+    links: dict[str, SmscLink] = attrs.Factory(dict)
+    simulator: SmscSimulator | None = None
+    _simulator_smsc: SmscConfig | None = None
+    _links_nursery: trio.Nursery | None = None
+    _stopping: trio.Event = attrs.Factory(trio.Event)
+
+    def smscs(self, config: GatewayConfig) -> tuple[SmscConfig, ...]:
+        """The SMSCs to bind to under ``config`` (the simulator's link included)."""
+        extra = (self._simulator_smsc,) if self._simulator_smsc is not None and config.simulator_active else ()
+        return (*config.smscs, *extra)
+
+    async def _start_link(self, cfg: SmscConfig) -> None:
+        assert self._links_nursery is not None
+        handler = functools.partial(self.ingest.handle, smsc=cfg.name)
+        link = SmscLink(cfg, handler)
+        self.links[cfg.name] = link
+        self.ingest.short_codes[cfg.name] = frozenset(cfg.short_codes)
+        await self._links_nursery.start(link.run)
+
+    async def reload(self) -> bool:
+        """Re-read the configuration file and apply it; keep the old one if it is invalid.
+
+        Returns:
+            True when the new configuration was applied.
+        """
+        if self.config.path is None:
+            log.warning("config_reload_skipped", reason="running on built-in defaults, no file to re-read")
+            return False
+        try:
+            new = await trio.to_thread.run_sync(load_config, self.config.path)
+        except ConfigError as exc:
+            log.error("config_reload_failed", file=str(self.config.path), problems=[str(p) for p in exc.problems])
+            return False
+        old_smscs = {s.name: s for s in self.smscs(self.config)}
+        new_smscs = {s.name: s for s in self.smscs(new)}
+        changed = [n for n in old_smscs if n in new_smscs and old_smscs[n] != new_smscs[n]]
+        removed = [n for n in old_smscs if n not in new_smscs]
+        added = [n for n in new_smscs if n not in old_smscs]
+        async with trio.open_nursery() as nursery:
+            for name in (*changed, *removed):
+                nursery.start_soon(self.links.pop(name).stop, new.drain_timeout)
+        for name in (*changed, *added):
+            await self._start_link(new_smscs[name])
+        if (new.log_level, new.log_format) != (self.config.log_level, self.config.log_format):
+            configure_logging(new.log_level, new.log_format)
+        if new.simulator != self.config.simulator and self.simulator is not None:
+            log.warning("simulator_settings_need_restart")
+        self.config = new
+        log.info("config_reloaded", rebound=sorted(changed), added=sorted(added), removed=sorted(removed))
+        return True
+
+    async def drain(self) -> None:
+        """Stop taking MTs, wait for outstanding responses (up to drain_timeout), unbind every SMSC."""
+        log.info("drain_started", grace=self.config.drain_timeout)
+        async with trio.open_nursery() as nursery:
+            for link in self.links.values():
+                nursery.start_soon(link.stop, self.config.drain_timeout)
+        log.info("drain_finished")
+
+    def request_stop(self) -> None:
+        """Ask :func:`serve` to drain and return (what SIGTERM does)."""
+        self._stopping.set()
+
+    async def _watch_signals(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("signal_received", signal="SIGHUP")
+                    await self.reload()
+                else:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    self.request_stop()
+
+    async def _feed_demo(self, simulator: SmscSimulator) -> None:
+        rate = self.config.simulator.demo_mo_per_second
+        if rate <= 0 and self.config.simulator.mo_file is None:
+            return
+        mo_file = self.config.simulator.mo_file
+        text = None if mo_file is None else await trio.Path(mo_file).read_text(encoding="utf-8")
+        await simulator.wait_bound()
+        for source, destination, text in demo_messages(self.config, random.Random(), text):
+            try:
+                await simulator.inject_mo(source, destination, text)
+            except (LookupError, ConnectionGone, ResponseTimeout) as exc:
+                log.warning("demo_mo_not_delivered", error=str(exc))
+                await simulator.wait_bound()
+            if rate > 0:
+                await trio.sleep(1.0 / rate)
+
+
+async def serve(config: GatewayConfig, *, handle_signals: bool = True, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or :meth:`Gateway.request_stop`), then drain and return."""
+    await trio.Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    gateway = Gateway(config=config, ingest=Ingest())
+    async with trio.open_nursery() as root:
+        if handle_signals:
+            await root.start(gateway._watch_signals)
+        if config.simulator_active:
+            sim = config.simulator
+            gateway.simulator = SmscSimulator(system_id=sim.system_id, password=sim.password, delivery_receipts=sim.delivery_receipts)
+            port = await root.start(gateway.simulator.serve, sim.host, sim.port)
+            gateway._simulator_smsc = simulator_smsc(config, port)
+            root.start_soon(gateway._feed_demo, gateway.simulator)
+        if config.outbind is not None:
+            handler = functools.partial(gateway.ingest.handle, smsc="outbind")
+            await root.start(serve_outbind, config.outbind, handler)
+        async with trio.open_nursery() as links:
+            gateway._links_nursery = links
+            for cfg in gateway.smscs(config):
+                await gateway._start_link(cfg)
+            log.info(
+                "gateway_started",
+                smscs=[c.name for c in gateway.smscs(config)],
+                state_dir=str(config.state_dir),
+                config=str(config.path) if config.path else None,
+            )
+            task_status.started(gateway)
+            await gateway._stopping.wait()
+            await gateway.drain()
+            links.cancel_scope.cancel()
+        root.cancel_scope.cancel()
+    log.info("gateway_stopped")
+
