@@ -272,6 +272,8 @@ class SmppConnection:
         try:
             while True:
                 await self._wake_writer.wait()
+                # One scheduling round lets the other ready tasks queue their PDUs too.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 self._wake_writer = trio.Event()
                 data = self.session.data_to_send()
                 if self._raw_out:
