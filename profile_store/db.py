@@ -1,0 +1,249 @@
+"""The store's engine, its single group-committing writer, and reads on worker threads.
+
+Every use case is a plain synchronous function ``fn(conn, *args) -> value`` (a "unit") that
+runs on a worker thread inside a transaction and returns frozen values, never a SQLAlchemy
+object. :meth:`Store.write` queues a unit for the single writer task, which takes every unit
+that arrived while the previous commit was in flight (up to ``max_batch``), runs each inside
+its own SAVEPOINT, and commits them together: one fsync for many messages, and a unit that
+raises is rolled back alone while the rest of its batch commits. :meth:`Store.read` runs a
+unit on its own connection, concurrently with the writer (SQLite in WAL mode allows that).
+
+Why a thread and not aiosqlite / SQLAlchemy's asyncio layer: both are asyncio-only and fail
+under trio's event loop; see the README.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+import attrs
+import sqlalchemy as sa
+import structlog
+import trio
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["StoreError", "StoreUnavailable", "Store", "make_engine", "normalise_url"]
+
+log = structlog.get_logger("profile_store.db")
+
+T = TypeVar("T")
+
+#: Transient failures of a whole batch are retried this many times before giving up.
+COMMIT_ATTEMPTS = 3
+
+
+class StoreError(Exception):
+    """Root of the store's exceptions."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot take writes right now (locked, gone, full); try again later."""
+
+
+def normalise_url(url: str) -> str:
+    """Pick our drivers: ``postgresql://`` means psycopg 3."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings the store relies on.
+
+    SQLite: WAL journal, synchronous=NORMAL (durable across a process crash; a power loss can
+    lose the last commits but never corrupts), a busy timeout, foreign keys on, and explicit
+    BEGIN so SAVEPOINTs work (the sqlite3 module's own transaction handling breaks them).
+    Writers begin with BEGIN IMMEDIATE so two processes never deadlock on a lock upgrade.
+    """
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+
+    return engine
+
+
+class _RetryIsolated(Exception):
+    """A unit raised on the fast path: run the batch again with a savepoint per unit."""
+
+
+@attrs.define
+class _Unit:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Store:
+    """The database, as the rest of the gateway sees it.
+
+    Args:
+        engine: from :func:`make_engine`.
+        max_batch: the most units one commit carries.
+        queue_size: units that may wait for the writer before :meth:`write` blocks its caller.
+        readers: how many reads may run at once.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 200, queue_size: int = 10_000, readers: int = 4) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._send, self._receive = trio.open_memory_channel[_Unit](queue_size)
+        self._writer_limiter = trio.CapacityLimiter(1)
+        self._reader_limiter = trio.CapacityLimiter(readers)
+        self._running = False
+        #: Commits done, units committed, and units that raised (for metrics and benchmarks).
+        self.commits = 0
+        self.units = 0
+        self.failed_units = 0
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> "Store":
+        """A store on a new engine for ``url``."""
+        return cls(make_engine(url), **kwargs)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The single writer task: run it in a nursery for as long as writes are wanted."""
+        self._running = True
+        task_status.started()
+        try:
+            async for first in self._receive:
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                # Not cancellable: a commit that started finishes, so its callers' outcome is known.
+                await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
+                for unit in batch:
+                    unit.done.set()
+        finally:
+            self._running = False
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the next group commit and return its result once committed.
+
+        Raises:
+            StoreUnavailable: the batch could not be committed (the unit's effects are not stored).
+            Exception: whatever ``fn`` raised (its effects are rolled back; the batch commits).
+        """
+        if not self._running:
+            raise StoreUnavailable("the store writer is not running")
+        unit = _Unit(fn, args)
+        await self._send.send(unit)
+        await unit.done.wait()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result  # type: ignore[no-any-return]
+
+    def _commit(self, batch: list[_Unit]) -> None:
+        # Units rarely fail, so the batch first runs without savepoints (one statement per
+        # write). If a unit raises, that transaction is rolled back and the batch runs again
+        # with a SAVEPOINT around each unit, so only the failing ones lose their effects.
+        isolate = False
+        attempt = 0
+        while True:
+            attempt += 1
+            for unit in batch:
+                unit.result, unit.error = None, None
+            try:
+                with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
+                    if isolate:
+                        self._run_isolated(conn, batch)
+                    elif not self._run_plain(conn, batch):
+                        raise _RetryIsolated()
+            except _RetryIsolated:
+                isolate = True
+                continue
+            except sa.exc.DBAPIError as exc:
+                if attempt < COMMIT_ATTEMPTS and _transient(exc):
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                error = StoreUnavailable(f"commit failed: {exc.orig!r}")
+                for unit in batch:
+                    unit.result, unit.error = None, error
+                log.error("store_commit_failed", units=len(batch), error=str(exc.orig))
+                return
+            self.commits += 1
+            self.units += len(batch)
+            self.failed_units += sum(unit.error is not None for unit in batch)
+            return
+
+    @staticmethod
+    def _run_plain(conn: Connection, batch: list[_Unit]) -> bool:
+        """Run every unit; False as soon as one raises (the caller rolls back)."""
+        for unit in batch:
+            try:
+                unit.result = unit.fn(conn, *unit.args)
+            except Exception:
+                return False
+        return True
+
+    @staticmethod
+    def _run_isolated(conn: Connection, batch: list[_Unit]) -> None:
+        for unit in batch:
+            savepoint = conn.begin_nested()
+            try:
+                unit.result = unit.fn(conn, *unit.args)
+            except Exception as exc:
+                savepoint.rollback()
+                unit.error = exc
+            else:
+                savepoint.commit()
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a transaction of its own on a worker thread.
+
+        Raises:
+            StoreUnavailable: the database could not be reached.
+        """
+        return await trio.to_thread.run_sync(self._read, fn, args, limiter=self._reader_limiter)
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                return fn(conn, *args)
+        except sa.exc.DBAPIError as exc:
+            raise StoreUnavailable(f"read failed: {exc.orig!r}") from exc
+
+    async def aclose(self) -> None:
+        """Release the engine's connections."""
+        await trio.to_thread.run_sync(self.engine.dispose)
+
+
+def _transient(exc: sa.exc.DBAPIError) -> bool:
+    """Locked or lost connections are worth another try; constraint violations are not."""
+    return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)

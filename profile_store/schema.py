@@ -1,0 +1,212 @@
+"""Every table of the store, in one MetaData.
+
+NOTES (conventions every table follows):
+
+* Times are UTC seconds since the epoch, stored as REAL (``*_at`` columns). They compare and
+  subtract cheaply in SQL ("idle for 12 months", "due now") on SQLite and PostgreSQL alike.
+* A subscriber's number is stored once, in ``subscribers.msisdn``, normalised to E.164
+  ("+447700900123"). Every other table refers to ``subscribers.id``.
+* Status columns hold the lower-case names of the enums in :mod:`profile_store.values`;
+  a CHECK constraint lists the allowed values.
+* Unique constraints carry the idempotency rules (a redelivered MO part, a receipt's message
+  id per SMSC), so a retried unit of work can never store something twice.
+* The schema only changes through the migrations in ``profile_store/migrations``; a test
+  checks that migrating an empty database gives exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "metadata",
+    "subscribers",
+    "mo_parts",
+    "mo_messages",
+    "mt_messages",
+    "mt_parts",
+    "dlr_events",
+    "MO_PART_STATUSES",
+    "MO_STATUSES",
+    "MT_STATUSES",
+    "MT_PART_STATUSES",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+MO_PART_STATUSES = ("pending", "assembled", "expired")
+MO_STATUSES = ("stored", "processed", "failed", "ignored")
+MT_STATUSES = ("queued", "sending", "submitted", "delivered", "undelivered", "failed", "expired", "cancelled")
+MT_PART_STATUSES = ("pending", "accepted", "delivered", "undelivered", "failed", "expired")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_valid")
+
+
+# --- people -----------------------------------------------------------------------------
+
+#: A subscriber: one row per phone number ever seen or written to.
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("msisdn", String(20), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+)
+
+# --- mobile originated ----------------------------------------------------------------------
+
+#: One deliver_sm / data_sm as received: a whole MO, or one part of a concatenated MO
+#: until all its parts are in (then ``mo_id`` points at the assembled message).
+mo_parts = Table(
+    "mo_parts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("smsc", String(32), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("short_code", String(21), nullable=False),
+    # sha256 of what identifies a redelivery: SMSC, source, destination, esm_class,
+    # data_coding, payload and the sar_* TLVs.
+    Column("dedupe_key", String(64), nullable=False),
+    # Groups the parts of one concatenated MO: source|destination|method|reference|total.
+    Column("concat_key", String(128), nullable=True),
+    Column("part_index", SmallInteger, nullable=True),
+    Column("part_total", SmallInteger, nullable=True),
+    Column("esm_class", SmallInteger, nullable=False),
+    Column("data_coding", SmallInteger, nullable=False),
+    # The octets as received (UDH included), and the decoded text without the UDH.
+    Column("payload", LargeBinary, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("mo_id", Integer, ForeignKey("mo_messages.id"), nullable=True),
+    _one_of("status", MO_PART_STATUSES),
+    Index(None, "smsc", "dedupe_key", "received_at"),
+    Index(None, "concat_key", "status"),
+    Index(None, "status", "received_at"),
+)
+
+#: A complete MO as the campaigns see it: one per single message, one per assembled
+#: concatenated message (``complete`` is false when parts were missing at expiry).
+mo_messages = Table(
+    "mo_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("smsc", String(32), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("short_code", String(21), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data_coding", SmallInteger, nullable=False),
+    Column("parts", SmallInteger, nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("stored_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    # The routing outcome recorded with the MO (system keyword, campaign, no route).
+    Column("route", String(64), nullable=True),
+    Column("processed_at", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    _one_of("status", MO_STATUSES),
+    Index(None, "status", "id"),
+)
+
+# --- mobile terminated ----------------------------------------------------------------------
+
+#: The outbox: one row per MT as the sender asked for it, however many parts it needs.
+#: queued -> sending (claimed by a node) -> submitted (every part accepted by the SMSC)
+#: -> delivered / undelivered / expired (receipts); or failed / cancelled.
+mt_messages = Table(
+    "mt_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("source_addr", String(21), nullable=False),
+    # The SMSC to send through; NULL lets the sender pick one serving source_addr.
+    Column("smsc", String(32), nullable=True),
+    Column("text", Text, nullable=False),
+    # NULL: GSM 03.38 when the text allows, else UCS-2.
+    Column("data_coding", SmallInteger, nullable=True),
+    # The concatenation reference used by every attempt, so handsets reassemble retries.
+    Column("concat_ref", Integer, nullable=False),
+    Column("parts_total", SmallInteger, nullable=False),
+    # 0 for replies to a subscriber's MO; larger numbers go later (bulk campaign traffic).
+    Column("priority", SmallInteger, nullable=False),
+    Column("registered_delivery", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", SmallInteger, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("in_reply_to", Integer, ForeignKey("mo_messages.id"), nullable=True),
+    Column("campaign", String(64), nullable=True),
+    # The node that claimed the row for sending, and until when the claim holds.
+    Column("claimed_by", String(64), nullable=True),
+    Column("claim_expires_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    _one_of("status", MT_STATUSES),
+    Index(None, "status", "priority", "next_attempt_at"),
+    Index(None, "in_reply_to"),
+)
+
+#: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.
+mt_parts = Table(
+    "mt_parts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mt_id", Integer, ForeignKey("mt_messages.id"), nullable=False),
+    Column("part_index", SmallInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("smsc", String(32), nullable=True),
+    # Normalised per the SMSC's message_id_format so receipts find it.
+    Column("smsc_message_id", String(65), nullable=True),
+    Column("submit_status", Integer, nullable=True),
+    Column("receipt_stat", String(8), nullable=True),
+    Column("submitted_at", Float, nullable=True),
+    Column("done_at", Float, nullable=True),
+    UniqueConstraint("mt_id", "part_index"),
+    _one_of("status", MT_PART_STATUSES),
+    Index(None, "smsc", "smsc_message_id"),
+)
+
+#: Every delivery receipt received, matched to its MT part or not (yet).
+dlr_events = Table(
+    "dlr_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("smsc", String(32), nullable=False),
+    Column("smsc_message_id", String(65), nullable=False),
+    Column("mt_part_id", Integer, ForeignKey("mt_parts.id"), nullable=True),
+    Column("stat", String(8), nullable=True),
+    Column("err", String(8), nullable=True),
+    Column("message_state", SmallInteger, nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("matched", Boolean, nullable=False),
+    Index(None, "smsc", "smsc_message_id"),
+    Index(None, "matched", "received_at"),
+)
