@@ -1,7 +1,8 @@
-"""The ``gatewayd`` command: ``run``, ``check-config`` and ``smsc-sim``.
+"""The ``gatewayd`` command: ``run``, ``check-config``, ``smsc-sim`` and ``db``.
 
 Exit codes: 0 on success (including a drained shutdown after SIGTERM), 1 when the
-configuration is invalid, 2 for a usage error.
+configuration is invalid, 2 for a usage error. ``db upgrade`` and ``db current`` also exit 1
+when the database cannot be reached, and ``db current`` when the schema is not current.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--config", type=Path, default=None, help="configuration file to validate")
 
+    db = sub.add_parser("db", help="manage the database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="migrate the database to the schema this gatewayd needs")
+    upgrade.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+    current = db_sub.add_parser("current", help="show the database's schema revision; exit 1 unless it is current")
+    current.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+
     sim = sub.add_parser("smsc-sim", help="run the bundled SMSC simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=2775)
@@ -73,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if args.command == "smsc-sim":
         return _smsc_sim(args)
+    if args.command == "db":
+        return _db_upgrade(args.config) if args.db_command == "upgrade" else _db_current(args.config)
     return _run(args.config)
 
 
@@ -94,6 +104,49 @@ def _run(path: Path | None) -> int:
         return 1
     configure_logging(config.log_level, config.log_format)
     trio.run(serve, config)
+    return 0
+
+
+def _db_upgrade(path: Path | None) -> int:
+    from profile_store.db import StoreError
+    from profile_store.migrate import current_revision, display_url, upgrade
+
+    config = _load(path)
+    if config is None:
+        return 1
+    where = display_url(config.store.url)
+    try:
+        # The default SQLite database lives in state_dir, which the daemon would create on start.
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        before = current_revision(config.store.url)
+        upgrade(config.store.url)
+        after = current_revision(config.store.url)
+    except (StoreError, OSError) as exc:
+        # StoreError messages name the database already.
+        print(str(exc) if isinstance(exc, StoreError) else f"{where}: {exc}", file=sys.stderr)
+        return 1
+    done = " (already up to date)" if before == after else ""
+    print(f"{where}: schema '{before or 'none'}' -> '{after or 'none'}'{done}")
+    return 0
+
+
+def _db_current(path: Path | None) -> int:
+    from profile_store.db import StoreError
+    from profile_store.migrate import SchemaMismatch, check_schema, display_url, head_revision
+
+    config = _load(path)
+    if config is None:
+        return 1
+    where = display_url(config.store.url)
+    try:
+        check_schema(config.store.url, config.path)
+    except SchemaMismatch as exc:
+        print(f"{where}: {exc}")
+        return 1
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{where}: schema '{head_revision()}' (up to date)")
     return 0
 
 

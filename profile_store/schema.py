@@ -8,8 +8,13 @@ NOTES (conventions every table follows):
   ("+447700900123"). Every other table refers to ``subscribers.id``.
 * Status columns hold the lower-case names of the enums in :mod:`profile_store.values`;
   a CHECK constraint lists the allowed values.
-* Unique constraints carry the idempotency rules (a redelivered MO part, a receipt's message
-  id per SMSC), so a retried unit of work can never store something twice.
+* Idempotency: an MT part is unique per (MT, part index); a claimed MO or MT changes status
+  with a conditional UPDATE, so work handed over twice is done once. SMPP gives MOs no id,
+  so a redelivered MO is recognised by its content within a time window (an indexed lookup
+  on ``mo_parts``), not by a unique key. Receipts are kept as events, matched or not.
+* Booleans are SQLAlchemy ``Boolean`` (INTEGER 0/1 on SQLite, BOOLEAN on PostgreSQL).
+* Every foreign-key column is indexed, so purging a subscriber or following a message to
+  its parts never scans a whole table.
 * The schema only changes through the migrations in ``profile_store/migrations``; a test
   checks that migrating an empty database gives exactly these tables.
 """
@@ -110,6 +115,8 @@ mo_parts = Table(
     Index(None, "smsc", "dedupe_key", "received_at"),
     Index(None, "concat_key", "status"),
     Index(None, "status", "received_at"),
+    Index(None, "subscriber_id"),
+    Index(None, "mo_id"),
 )
 
 #: A complete MO as the campaigns see it: one per single message, one per assembled
@@ -134,6 +141,7 @@ mo_messages = Table(
     Column("error", Text, nullable=True),
     _one_of("status", MO_STATUSES),
     Index(None, "status", "id"),
+    Index(None, "subscriber_id"),
 )
 
 # --- mobile terminated ----------------------------------------------------------------------
@@ -172,6 +180,7 @@ mt_messages = Table(
     _one_of("status", MT_STATUSES),
     Index(None, "status", "priority", "next_attempt_at"),
     Index(None, "in_reply_to"),
+    Index(None, "subscriber_id"),
 )
 
 #: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.
@@ -209,4 +218,5 @@ dlr_events = Table(
     Column("matched", Boolean, nullable=False),
     Index(None, "smsc", "smsc_message_id"),
     Index(None, "matched", "received_at"),
+    Index(None, "mt_part_id"),
 )

@@ -1,0 +1,1 @@
+"""The numbered revisions, oldest first (Alembic finds them by file, not by import)."""

@@ -1,0 +1,338 @@
+"""Schema migrations: they build exactly schema.py, on SQLite and PostgreSQL, and the daemon's checks and the ``db`` commands."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from gatewayd.cli import main
+from profile_store import migrate
+from profile_store.db import StoreUnavailable, make_engine
+from profile_store.migrate import (
+    SchemaAhead,
+    SchemaBehind,
+    alembic_config,
+    check_schema,
+    current_revision,
+    head_revision,
+    upgrade,
+)
+from profile_store.schema import metadata, subscribers
+
+#: Nothing listens on port 1, so connecting fails at once.
+UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/test"
+
+
+def _with_engine(url: str, fn: Any) -> Any:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return fn(conn)
+    finally:
+        engine.dispose()
+
+
+def _differences(url: str) -> list[Any]:
+    return _with_engine(url, lambda conn: compare_metadata(MigrationContext.configure(conn), metadata))  # type: ignore[no-any-return]
+
+
+def _table_names(url: str) -> set[str]:
+    return _with_engine(url, lambda conn: set(sa.inspect(conn).get_table_names()))  # type: ignore[no-any-return]
+
+
+def _names_in_database(conn: sa.Connection) -> dict[str, set[str]]:
+    inspector = sa.inspect(conn)
+    names: dict[str, set[str]] = {}
+    for table in metadata.sorted_tables:
+        t = table.name
+        names[t] = {
+            f"pk {inspector.get_pk_constraint(t)['name']}",
+            *(f"fk {fk['name']}" for fk in inspector.get_foreign_keys(t)),
+            *(f"uq {uq['name']}" for uq in inspector.get_unique_constraints(t)),
+            *(f"ck {ck['name']}" for ck in inspector.get_check_constraints(t)),
+            # PostgreSQL also lists the index behind each unique constraint.
+            *(f"ix {ix['name']}" for ix in inspector.get_indexes(t) if not ix.get("duplicates_constraint")),
+        }
+    return names
+
+
+def _names_in_metadata() -> dict[str, set[str]]:
+    kinds = {
+        sa.PrimaryKeyConstraint: "pk",
+        sa.ForeignKeyConstraint: "fk",
+        sa.UniqueConstraint: "uq",
+        sa.CheckConstraint: "ck",
+    }
+    return {
+        table.name: {f"{kinds[type(c)]} {c.name}" for c in table.constraints} | {f"ix {ix.name}" for ix in table.indexes}
+        for table in metadata.sorted_tables
+    }
+
+
+def _write_config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "gatewayd.toml"
+    path.write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
+    return path
+
+
+# --- the migrations agree with schema.py --------------------------------------------------------
+
+
+def test_migrating_an_empty_database_gives_exactly_the_schema_module(store_url: str) -> None:
+    """After upgrading an empty database, Alembic finds no difference from profile_store.schema.metadata."""
+    upgrade(store_url)
+    assert _table_names(store_url) == set(metadata.tables) | {"alembic_version"}
+    assert _differences(store_url) == []
+    assert current_revision(store_url) == head_revision()
+
+
+def test_constraints_and_indexes_carry_the_conventional_names(store_url: str) -> None:
+    """Every primary key, foreign key, unique and check constraint and index has the name schema.py's convention gives it."""
+    upgrade(store_url)
+    assert _with_engine(store_url, _names_in_database) == _names_in_metadata()
+
+
+def test_alembic_version_lands_in_the_urls_schema(store_url: str) -> None:
+    """On PostgreSQL the version table is created in the schema the URL's search_path names, next to the tables."""
+    upgrade(store_url)
+
+    def where(conn: sa.Connection) -> tuple[str, set[str]]:
+        if conn.dialect.name != "postgresql":
+            return "main", {"main"}
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        rows = conn.execute(
+            sa.text(
+                "SELECT table_schema FROM information_schema.tables"
+                " WHERE table_name IN ('alembic_version', 'subscribers') AND table_schema = :s"
+            ),
+            {"s": schema},
+        )
+        return schema, {row[0] for row in rows}
+
+    schema, found = _with_engine(store_url, where)
+    assert found == {schema}
+    if "search_path" in store_url:
+        assert re.search(rf"search_path(=|%3D){schema}", store_url)
+
+
+def test_upgrade_is_idempotent_and_keeps_the_data(store_url: str) -> None:
+    """Upgrading a current database again changes nothing and keeps its rows."""
+    upgrade(store_url)
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(subscribers).values(msisdn="+447700900123", created_at=1.0, last_seen_at=1.0))
+        upgrade(store_url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(subscribers.c.msisdn)).scalars().all() == ["+447700900123"]
+    finally:
+        engine.dispose()
+    assert current_revision(store_url) == head_revision()
+
+
+def test_downgrade_to_base_then_upgrade_again(store_url: str) -> None:
+    """Downgrading to base drops every table; upgrading again rebuilds the same schema."""
+    upgrade(store_url)
+    command.downgrade(alembic_config(store_url), "base")
+    assert current_revision(store_url) is None
+    assert _table_names(store_url) == {"alembic_version"}
+    upgrade(store_url)
+    assert _differences(store_url) == []
+
+
+def test_migrations_run_on_a_connection_given_in_the_config(store_url: str) -> None:
+    """A connection put in config.attributes['connection'] is used as is, inside the caller's transaction."""
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+    assert current_revision(store_url) == head_revision()
+    assert _differences(store_url) == []
+
+
+def test_revisions_are_numbered_in_one_line() -> None:
+    """Revisions are '001', '002', ..., each revising the one before, in files named after them."""
+    script = ScriptDirectory.from_config(alembic_config())
+    revisions = list(reversed(list(script.walk_revisions())))
+    assert [r.revision for r in revisions] == [f"{n:03d}" for n in range(1, len(revisions) + 1)]
+    assert [r.down_revision for r in revisions] == [None] + [r.revision for r in revisions[:-1]]
+    for r in revisions:
+        assert Path(r.path).name.startswith(f"{r.revision}_")
+        assert r.module.__doc__ and r.module.__doc__.strip()
+    assert head_revision() == revisions[-1].revision
+    assert (migrate.MIGRATIONS_DIR / "script.py.mako").is_file()
+
+
+def _scripts_with(tmp_path: Path, extra: dict[str, str]) -> Path:
+    """A copy of the migrations with ``extra`` revision files added to versions/."""
+    where = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, where, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, source in extra.items():
+        (where / "versions" / name).write_text(textwrap.dedent(source), encoding="utf-8")
+    return where
+
+
+_BATCH_REVISION = """
+    \"\"\"Test revision: rebuild (move and copy) a table others refer to.\"\"\"
+    import sqlalchemy as sa
+    from alembic import op
+
+    revision = "002"
+    down_revision = "001"
+
+    def _recreate() -> str:
+        # Move and copy on SQLite even where ALTER would do; PostgreSQL just ALTERs.
+        return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+    def upgrade() -> None:
+        with op.batch_alter_table("subscribers", recreate=_recreate()) as batch:
+            batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+
+    def downgrade() -> None:
+        with op.batch_alter_table("subscribers", recreate=_recreate()) as batch:
+            batch.drop_column("note")
+"""
+
+_FAILING_REVISION = """
+    \"\"\"Test revision: create a table, then fail.\"\"\"
+    import sqlalchemy as sa
+    from alembic import op
+
+    revision = "003"
+    down_revision = "002"
+
+    def upgrade() -> None:
+        op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
+        raise RuntimeError("revision 003 fails")
+
+    def downgrade() -> None:
+        pass
+"""
+
+
+def test_later_revisions_rebuild_referenced_tables_and_fail_atomically(store_url: str, tmp_path: Path) -> None:
+    """A batch rebuild of a table with referring rows succeeds, and a failing revision leaves nothing behind."""
+    upgrade(store_url)
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            sid = conn.execute(
+                sa.insert(subscribers).values(msisdn="+447700900123", created_at=1.0, last_seen_at=1.0).returning(subscribers.c.id)
+            ).scalar_one()
+            conn.execute(
+                sa.insert(metadata.tables["mt_messages"]).values(
+                    subscriber_id=sid, source_addr="4160", text="hi", concat_ref=1, parts_total=1, priority=0,
+                    registered_delivery=False, status="queued", attempts=0, next_attempt_at=0.0, created_at=0.0, updated_at=0.0,
+                )
+            )
+    finally:
+        engine.dispose()
+    config = alembic_config(store_url)
+    scripts = _scripts_with(tmp_path, {"002_note.py": _BATCH_REVISION, "003_fails.py": _FAILING_REVISION})
+    config.set_main_option("script_location", str(scripts))
+    command.upgrade(config, "002")
+    assert current_revision(store_url) == "002"
+    with pytest.raises(RuntimeError, match="revision 003 fails"):
+        command.upgrade(config, "003")
+    assert current_revision(store_url) == "002"
+    assert "half_done" not in _table_names(store_url)
+
+    def rows(conn: sa.Connection) -> tuple[list[Any], list[Any], bool]:
+        fk_on = conn.dialect.name != "sqlite" or conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        return (
+            conn.exec_driver_sql("SELECT msisdn, note FROM subscribers").all(),
+            conn.exec_driver_sql("SELECT subscriber_id FROM mt_messages").scalars().all(),
+            fk_on,
+        )
+
+    assert _with_engine(store_url, rows) == ([("+447700900123", None)], [sid], True)
+    command.downgrade(config, "001")
+    assert _differences(store_url) == []
+
+
+# --- refusing to run on the wrong schema ---------------------------------------------------------
+
+
+def test_check_schema_wants_an_upgrade_of_an_empty_database(store_url: str) -> None:
+    """check_schema raises SchemaBehind on an empty database, naming the command to run, and passes once upgraded."""
+    with pytest.raises(SchemaBehind) as caught:
+        check_schema(store_url, "/etc/gatewayd/gatewayd.toml")
+    assert caught.value.current is None and caught.value.head == head_revision()
+    assert str(caught.value) == (
+        f"the database schema is at 'none', this gatewayd needs '{head_revision()}':"
+        " run `gatewayd db upgrade --config /etc/gatewayd/gatewayd.toml`"
+    )
+    upgrade(store_url)
+    check_schema(store_url)
+
+
+def test_schema_behind_without_a_config_path_advises_the_plain_command() -> None:
+    """Without a configuration path the advice is plain `gatewayd db upgrade`."""
+    assert str(SchemaBehind("001", "002")).endswith("run `gatewayd db upgrade`")
+
+
+def test_a_schema_from_a_newer_gatewayd_is_refused(store_url: str) -> None:
+    """A revision this code does not know makes check_schema and upgrade raise SchemaAhead."""
+    upgrade(store_url)
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '999'")
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaAhead, match="'999'.*newer gatewayd"):
+        check_schema(store_url)
+    with pytest.raises(SchemaAhead):
+        upgrade(store_url)
+
+
+def test_an_unreachable_database_is_store_unavailable() -> None:
+    """Reading the revision of a database that refuses connections raises StoreUnavailable."""
+    with pytest.raises(StoreUnavailable, match="cannot reach the database"):
+        current_revision(UNREACHABLE_URL)
+
+
+# --- gatewayd db ---------------------------------------------------------------------------------
+
+
+def test_db_upgrade_brings_the_configured_database_to_head(store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gatewayd db upgrade --config` migrates [store] url, prints from and to, and exits 0 (again 0 when current)."""
+    config = _write_config(tmp_path, store_url)
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    assert f"schema 'none' -> '{head_revision()}'" in capsys.readouterr().out
+    check_schema(store_url)
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    assert "already up to date" in capsys.readouterr().out
+
+
+def test_db_current_exit_codes(store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gatewayd db current` exits 1 with the advice while the schema is behind, 0 once it is current."""
+    config = _write_config(tmp_path, store_url)
+    assert main(["db", "current", "--config", str(config)]) == 1
+    assert f"run `gatewayd db upgrade --config {config}`" in capsys.readouterr().out
+    upgrade(store_url)
+    assert main(["db", "current", "--config", str(config)]) == 0
+    assert f"schema '{head_revision()}' (up to date)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["upgrade", "current"])
+def test_db_commands_fail_cleanly_on_an_unreachable_database(action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the database down, `gatewayd db upgrade` and `db current` exit 1 with one clear line, no traceback."""
+    config = _write_config(tmp_path, UNREACHABLE_URL)
+    assert main(["db", action, "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the database" in err and "Traceback" not in err
