@@ -12,6 +12,7 @@ per-SMSC rate cap and backs off when the SMSC answers ESME_RTHROTTLED or ESME_RM
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from typing import Awaitable, Callable
@@ -57,20 +58,28 @@ def session_config_for(cfg: SmscConfig) -> SessionConfig:
     )
 
 
-async def serve_requests(conn: SmppConnection, handler: RequestHandler) -> None:
-    """Hand every request from the peer to ``handler``, in order, until the connection ends.
+async def serve_requests(conn: SmppConnection, handler: RequestHandler, *, workers: int = 1) -> None:
+    """Hand every request from the peer to ``handler`` until the connection ends.
 
-    Requests already queued are handled back to back before yielding, so the answers to a
-    burst leave together in one write instead of one write each.
+    ``workers`` tasks take requests concurrently, so while one waits for its store commit the
+    others carry on and their writes share the next commit; the SMSC's window bounds how many
+    are in flight. Each worker handles the requests already queued back to back before
+    yielding, so the answers to a burst leave together in one write.
     """
-    async for pdu in conn.requests:
-        await handler(conn, pdu)
-        while True:
-            try:
-                pdu = conn.requests.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+
+    async def worker() -> None:
+        async for pdu in conn.requests:
             await handler(conn, pdu)
+            while True:
+                try:
+                    pdu = conn.requests.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                await handler(conn, pdu)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(max(1, workers)):
+            nursery.start_soon(worker)
 
 
 class SmscLink:
@@ -95,6 +104,8 @@ class SmscLink:
         self._handler = handler
         self._rng = rng
         self._connect = connect
+        #: Concurrent handlers of the SMSC's requests on each bind (its window bounds them anyway).
+        self.request_workers = max(1, min(cfg.window, 256))
         #: Connections currently bound, by mode.
         self.bound: dict[BindMode, SmppConnection] = {}
         self._bound_changed = trio.Event()
@@ -196,7 +207,7 @@ class SmscLink:
                 bound = True
                 log.info("bind_established", smsc_system_id=result.system_id, host=cfg.host, port=cfg.port)
                 self._set_bound(mode, conn)
-                nursery.start_soon(serve_requests, conn, self._handler)
+                nursery.start_soon(functools.partial(serve_requests, conn, self._handler, workers=self.request_workers))
                 await conn.wait_closed()
                 self._set_bound(mode, None)
                 if self._draining:

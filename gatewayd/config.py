@@ -22,6 +22,7 @@ import difflib
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -50,6 +51,7 @@ _REQUIRED = "gatewayd.config.required"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _SHORT_CODE_RE = re.compile(r"[0-9]{3,6}")
+_REGION_RE = re.compile(r"[A-Z]{2}")
 _SQLITE_URL_RE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)", re.DOTALL)
 
 
@@ -416,9 +418,13 @@ class SmscConfig:
     dest_addr_ton: int = _setting(_Int(0, 255), 1)
     #: dest_addr_npi of MTs (1: ISDN/E.164).
     dest_addr_npi: int = _setting(_Int(0, 255), 1)
-    #: How the SMSC writes message ids in receipts compared with submit_sm_resp:
-    #: ``"string"`` (verbatim), ``"hex"`` or ``"decimal"`` (the same number, other base).
-    message_id_format: str = _setting(_Choice(("string", "hex", "decimal")), "string")
+    #: How the SMSC writes message ids in submit_sm_resp and in receipts, so they correlate:
+    #: ``"string"`` (the same text, compared case-insensitively), ``"decimal"`` or ``"hex"``
+    #: (a number in that base on both sides, leading zeros ignored),
+    #: ``"hex_submit_decimal_receipt"`` or ``"decimal_submit_hex_receipt"`` (one number, two bases).
+    message_id_format: str = _setting(
+        _Choice(("string", "decimal", "hex", "hex_submit_decimal_receipt", "decimal_submit_hex_receipt")), "string"
+    )
 
     def __attrs_post_init__(self) -> None:
         eli, dpt = self.enquire_link_interval, self.dead_peer_timeout
@@ -443,6 +449,17 @@ class StoreConfig:
     #: SQLAlchemy URL; default ``sqlite:///{state_dir}/gatewayd.db``. Relative SQLite paths
     #: are made absolute against the configuration file's directory.
     url: str = _setting(_Url(), required=False, repr=_url_repr)
+    #: An MO identical to one received this many seconds earlier (same SMSC, sender, short
+    #: code and content) is a redelivery: acknowledged, processed once. SMPP gives MOs no id.
+    dedupe_window: float = _setting(_Number(ge=0), 30.0)
+    #: Seconds to wait for the missing parts of a concatenated MO before processing what came.
+    reassembly_timeout: float = _setting(_Number(gt=0), 300.0)
+    #: Seconds a receipt that arrived before its submit_sm_resp waits to be matched.
+    receipt_grace: float = _setting(_Number(gt=0), 300.0)
+    #: ISO region (e.g. "GR") for numbers an SMSC sends in national format; unset: international only.
+    default_region: str | None = _setting(_Str(2, 2, _REGION_RE, "a two-letter ISO region code such as 'GR'"), None)
+    #: Attempts before a temporarily failing MT is given up.
+    mt_max_attempts: int = _setting(_Int(1, 100), 5)
 
 
 @attrs.frozen(kw_only=True)
@@ -483,6 +500,11 @@ class OutbindConfig:
     password: str = _setting(_Str(0, 8, smpp=True, secret=True), repr=False)
 
 
+def _default_node() -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
+    return name or "gatewayd"
+
+
 def _default_store(config: GatewayConfig) -> StoreConfig:
     return StoreConfig(url=f"sqlite:///{config.state_dir}/gatewayd.db")
 
@@ -501,6 +523,8 @@ class GatewayConfig:
     log_format: str = _setting(_Choice(("auto", "json", "console")), "auto")
     #: On SIGTERM, seconds to wait for outstanding responses before closing binds.
     drain_timeout: float = _setting(_Number(ge=0), 10.0)
+    #: This gateway's name among the nodes sharing one database (claims of the outbox).
+    node: str = _setting(_Str(1, 64, _NAME_RE, "a name of 1 to 64 characters from A-Z a-z 0-9 _ . -"), attrs.Factory(_default_node))
     #: The configured SMSCs, in file order.
     smscs: tuple[SmscConfig, ...] = attrs.field(default=(), converter=tuple)
     #: The store.

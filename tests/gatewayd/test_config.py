@@ -364,7 +364,7 @@ PROBLEMS = [
     ({"smsc": [{k: v for k, v in smsc().items() if k != "host"}]}, "smsc 'op-a'", "host", "missing; expected a non-empty string"),
     ({"smsc": [smsc(windw=5)]}, "smsc 'op-a'", "windw", "unknown key; did you mean 'window'?"),
     ({"smsc": [smsc(binds="transceiver")]}, "smsc 'op-a'", "binds", "did you mean 'bind'?"),
-    ({"gateway": {"colour": "blue"}}, "gateway", "colour", "unknown key; expected one of: drain_timeout, log_format, log_level, state_dir"),
+    ({"gateway": {"colour": "blue"}}, "gateway", "colour", "unknown key; expected one of: drain_timeout, log_format, log_level, node, state_dir"),
     ({"smcs": {"name": "x"}}, "", "smcs", "unknown table; did you mean 'smsc'?"),
     ({"smsc": {"name": "x"}}, "", "smsc", "expected an array of tables [[smsc]], got a single table [smsc]"),
 ]
@@ -542,7 +542,7 @@ def valid_smsc(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         "source_addr_npi": st.integers(0, 255),
         "dest_addr_ton": st.integers(0, 255),
         "dest_addr_npi": st.integers(0, 255),
-        "message_id_format": st.sampled_from(["string", "hex", "decimal"]),
+        "message_id_format": st.sampled_from(["string", "decimal", "hex", "hex_submit_decimal_receipt", "decimal_submit_hex_receipt"]),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -633,7 +633,7 @@ INVALID: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("smsc", "reconnect_max_delay"): _number_not_above(0.99),
     ("smsc", "max_pdu_length"): _int_out_of(1024, 1048576),
     ("smsc", "dest_addr_npi"): _int_out_of(0, 255),
-    ("smsc", "message_id_format"): st.text().filter(lambda s: s not in ("string", "hex", "decimal")) | _wrong_types(str),
+    ("smsc", "message_id_format"): st.text().filter(lambda s: s not in ("string", "decimal", "hex", "hex_submit_decimal_receipt", "decimal_submit_hex_receipt")) | _wrong_types(str),
     ("gateway", "log_level"): st.text().filter(lambda s: s not in ("debug", "info", "warning", "error")) | _wrong_types(str),
     ("gateway", "drain_timeout"): st.floats(max_value=-1e-9) | _wrong_types(int, float),
     ("simulator", "port"): _int_out_of(0, 65535),
