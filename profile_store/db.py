@@ -14,6 +14,7 @@ under trio's event loop; see the README.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, TypeVar
 
@@ -151,8 +152,8 @@ class Store:
         finally:
             self._running = False
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in the next group commit and return its result once committed.
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in the next group commit; return its result once committed.
 
         Raises:
             StoreUnavailable: the batch could not be committed (the unit's effects are not stored).
@@ -160,7 +161,7 @@ class Store:
         """
         if not self._running:
             raise StoreUnavailable("the store writer is not running")
-        unit = _Unit(fn, args)
+        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
         await self._send.send(unit)
         await unit.done.wait()
         if unit.error is not None:
@@ -224,12 +225,14 @@ class Store:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a transaction of its own on a worker thread.
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in a transaction of its own on a worker thread.
 
         Raises:
             StoreUnavailable: the database could not be reached.
         """
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
         return await trio.to_thread.run_sync(self._read, fn, args, limiter=self._reader_limiter)
 
     def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

@@ -1,0 +1,375 @@
+"""Mobile originated messages: storing each part, spotting redeliveries, reassembling.
+
+Every deliver_sm / data_sm that is not a receipt becomes one ``mo_parts`` row before it is
+acknowledged. A part that stands alone, or the part that completes a concatenated message,
+also creates the ``mo_messages`` row that campaigns process. Everything lives in the tables,
+so reassembly survives a restart: the rest of a message may arrive after the daemon (or
+another node) restarted.
+
+Redelivery: an SMSC that saw no deliver_sm_resp (timeout, lost connection) sends the same
+MO again, and SMPP gives MOs no message id. A part is therefore a duplicate when a part with
+the same SMSC, source, short code, esm_class, data_coding, payload and sar_* TLVs was
+received within ``dedupe_window`` seconds. The trade-off: a person who sends the very same
+single-part text twice within the window is counted once. Keep the window short (the SMSC's
+resend delay, not minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable, Sequence
+
+import attrs
+import sqlalchemy as sa
+
+from gatewayd.smpp.constants import Tag
+from gatewayd.smpp.udh import ConcatInfo
+from profile_store.locks import lock_key
+from profile_store.schema import MO_STATUSES, mo_messages, mo_parts, subscribers
+from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
+from profile_store.values import MoPartStatus, MoStatus, MoStored, StoredMo
+
+__all__ = [
+    "GAP",
+    "MoPartIn",
+    "sar_tlvs",
+    "store_mo_part",
+    "expire_incomplete",
+    "pending_mos",
+    "get_mo",
+    "mark_mo",
+]
+
+#: Marks the place of missing parts in the text of an incomplete MO.
+GAP = "…"
+
+_SAR_TAGS = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
+
+
+def sar_tlvs(tlvs: Iterable[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...] | None:
+    """The sar_* TLVs of a PDU in tag order (part of a redelivery's identity), or None."""
+    found = sorted((int(tag), bytes(value)) for tag, value in tlvs if tag in _SAR_TAGS)
+    return tuple(found) or None
+
+
+@attrs.frozen
+class MoPartIn:
+    """One received MO part, as :func:`store_mo_part` needs it."""
+
+    smsc: str
+    source_addr: str
+    source_addr_ton: int
+    #: destination_addr: the short code the subscriber wrote to.
+    short_code: str
+    esm_class: int
+    data_coding: int
+    #: short_message (or message_payload) as received, UDH included.
+    payload: bytes
+    #: The decoded text, UDH removed.
+    text: str
+    concat: ConcatInfo | None
+    #: The sar_* TLVs (see :func:`sar_tlvs`), or None.
+    sar: tuple[tuple[int, bytes], ...] | None
+    #: Epoch seconds.
+    received_at: float
+
+    @classmethod
+    def from_inbound(cls, message: Any) -> "MoPartIn":
+        """Build from a :class:`gatewayd.ingest.InboundMessage` (read by attribute name).
+
+        Args:
+            message: has ``smsc``, ``source_addr``, ``destination_addr``, ``text``,
+                ``data_coding``, ``concat``, ``received_at`` (an aware datetime) and ``pdu``
+                (with ``source_addr_ton``, ``esm_class``, ``payload`` and ``tlvs``).
+        """
+        pdu = message.pdu
+        return cls(
+            smsc=message.smsc,
+            source_addr=message.source_addr,
+            source_addr_ton=pdu.source_addr_ton,
+            short_code=message.destination_addr,
+            esm_class=pdu.esm_class,
+            data_coding=message.data_coding,
+            payload=bytes(pdu.payload),
+            text=message.text,
+            concat=message.concat,
+            sar=sar_tlvs(pdu.tlvs),
+            received_at=message.received_at.timestamp(),
+        )
+
+
+def _dedupe_key(part: MoPartIn, msisdn: str) -> str:
+    digest = hashlib.sha256()
+    for field in (part.smsc, msisdn, part.short_code, str(part.esm_class), str(part.data_coding)):
+        digest.update(field.encode("utf-8") + b"\x1f")
+    digest.update(part.payload + b"\x1f")
+    for tag, value in part.sar or ():
+        digest.update(f"{tag}={value.hex()};".encode("ascii"))
+    return digest.hexdigest()
+
+
+def _concat_key(msisdn: str, short_code: str, concat: ConcatInfo) -> str:
+    return f"{msisdn}|{short_code}|{concat.method.value}|{concat.reference}|{concat.total}"
+
+
+def _mo_select() -> sa.Select[Any]:
+    return sa.select(*mo_messages.c, subscribers.c.msisdn).join(
+        subscribers, subscribers.c.id == mo_messages.c.subscriber_id
+    )
+
+
+def get_mo(conn: sa.Connection, mo_id: int) -> StoredMo:
+    """The MO with this id.
+
+    Raises:
+        LookupError: there is none.
+    """
+    row = conn.execute(_mo_select().where(mo_messages.c.id == mo_id)).mappings().first()
+    if row is None:
+        raise LookupError(f"no MO {mo_id}")
+    return StoredMo.from_row(row)
+
+
+def store_mo_part(
+    conn: sa.Connection,
+    part: MoPartIn,
+    now: float,
+    *,
+    dedupe_window: float = 30.0,
+    reassembly_window: float = 600.0,
+    default_region: str | None = None,
+) -> MoStored:
+    """Store one received MO part; create its MO when it stands alone or completes one.
+
+    Parts of a concatenated MO are grouped by source, short code, method, reference and
+    total. When every index 1..total is pending, the MO is created with their texts in order
+    and received_at of the earliest part. A part whose index is already pending (redelivered
+    outside the dedupe window) is stored but adds nothing to the text. A part identical to
+    one already assembled into an MO within ``reassembly_window`` seconds is a late
+    redelivery and counts as a duplicate, so it cannot start a bogus one-part message.
+
+    Args:
+        conn: a connection inside the unit's transaction.
+        part: the part as received.
+        now: epoch seconds (``stored_at``, subscriber ``last_seen_at``).
+        dedupe_window: seconds within which an identical part is a redelivery.
+        reassembly_window: seconds within which a part identical to an assembled one is a
+            late redelivery.
+        default_region: region for national source numbers (see :func:`normalise_msisdn`).
+
+    Returns:
+        Whether it was a duplicate, the part's id, and the MO it completed, if any.
+
+    Raises:
+        InvalidNumber: the source is not a phone number (an alphanumeric sender).
+    """
+    msisdn = normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=default_region)
+    dedupe_key = _dedupe_key(part, msisdn)
+    concat = part.concat
+    concat_key = None if concat is None else _concat_key(msisdn, part.short_code, concat)
+    lock_key(conn, "mo|" + (concat_key or dedupe_key))
+    twin = _twin(conn, part, dedupe_key, dedupe_window, reassembly_window if concat is not None else None)
+    if twin is not None:
+        return MoStored(duplicate=True, part_id=twin, mo=None)
+    subscriber_id = get_or_create_subscriber(conn, msisdn, now)
+    values = {
+        "smsc": part.smsc,
+        "subscriber_id": subscriber_id,
+        "short_code": part.short_code,
+        "dedupe_key": dedupe_key,
+        "concat_key": concat_key,
+        "part_index": None if concat is None else concat.index,
+        "part_total": None if concat is None else concat.total,
+        "esm_class": part.esm_class,
+        "data_coding": part.data_coding,
+        "payload": part.payload,
+        "text": part.text,
+        "received_at": part.received_at,
+    }
+    if concat is None:
+        mo_id = _insert_mo(conn, [values], complete=True, parts=1, text=part.text, now=now)
+        values.update(status=MoPartStatus.ASSEMBLED.value, mo_id=mo_id)
+        part_id = int(conn.execute(sa.insert(mo_parts).values(values).returning(mo_parts.c.id)).scalar_one())
+        return MoStored(duplicate=False, part_id=part_id, mo=get_mo(conn, mo_id))
+    values.update(status=MoPartStatus.PENDING.value, mo_id=None)
+    part_id = int(conn.execute(sa.insert(mo_parts).values(values).returning(mo_parts.c.id)).scalar_one())
+    assert concat_key is not None
+    rows = _pending(conn, concat_key)
+    by_index = _first_by_index(rows)
+    if set(by_index) != set(range(1, concat.total + 1)):
+        return MoStored(duplicate=False, part_id=part_id, mo=None)
+    ordered = [by_index[i] for i in range(1, concat.total + 1)]
+    text = "".join(row["text"] for row in ordered)
+    mo_id = _insert_mo(conn, ordered, complete=True, parts=concat.total, text=text, now=now)
+    _attach(conn, rows, mo_id, MoPartStatus.ASSEMBLED)
+    return MoStored(duplicate=False, part_id=part_id, mo=get_mo(conn, mo_id))
+
+
+def _twin(
+    conn: sa.Connection, part: MoPartIn, dedupe_key: str, window: float, assembled_window: float | None
+) -> int | None:
+    """The id of an earlier part this one redelivers, or None."""
+    c = mo_parts.c
+    same = sa.and_(c.smsc == part.smsc, c.dedupe_key == dedupe_key)
+    condition = c.received_at.between(part.received_at - window, part.received_at + window)
+    if assembled_window is not None:
+        late = sa.and_(
+            c.status == MoPartStatus.ASSEMBLED.value,
+            c.received_at.between(part.received_at - assembled_window, part.received_at + assembled_window),
+        )
+        condition = sa.or_(condition, late)
+    found = conn.execute(sa.select(c.id).where(same, condition).order_by(c.id).limit(1)).scalar()
+    return None if found is None else int(found)
+
+
+def _pending(conn: sa.Connection, concat_key: str) -> list[sa.RowMapping]:
+    c = mo_parts.c
+    query = (
+        sa.select(c.id, c.smsc, c.subscriber_id, c.short_code, c.part_index, c.part_total, c.data_coding, c.text)
+        .add_columns(c.received_at)
+        .where(c.concat_key == concat_key, c.status == MoPartStatus.PENDING.value)
+        .order_by(c.part_index, c.id)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def _first_by_index(rows: Sequence[sa.RowMapping]) -> dict[int, sa.RowMapping]:
+    """The earliest row of each valid index (a redelivered index adds nothing)."""
+    found: dict[int, sa.RowMapping] = {}
+    for row in rows:
+        index, total = row["part_index"], row["part_total"]
+        if index is not None and total is not None and 1 <= index <= total:
+            found.setdefault(int(index), row)
+    return found
+
+
+def _insert_mo(conn: sa.Connection, rows: Sequence[Any], *, complete: bool, parts: int, text: str, now: float) -> int:
+    """Create the ``mo_messages`` row for these parts (the first gives smsc, subscriber...)."""
+    first = rows[0]
+    values = {
+        "smsc": first["smsc"],
+        "subscriber_id": first["subscriber_id"],
+        "short_code": first["short_code"],
+        "text": text,
+        "data_coding": first["data_coding"],
+        "parts": parts,
+        "complete": complete,
+        "received_at": min(float(row["received_at"]) for row in rows),
+        "stored_at": now,
+        "status": MoStatus.STORED.value,
+    }
+    return int(conn.execute(sa.insert(mo_messages).values(values).returning(mo_messages.c.id)).scalar_one())
+
+
+def _attach(conn: sa.Connection, rows: Sequence[sa.RowMapping], mo_id: int, status: MoPartStatus) -> None:
+    ids = [row["id"] for row in rows]
+    conn.execute(sa.update(mo_parts).where(mo_parts.c.id.in_(ids)).values(status=status.value, mo_id=mo_id))
+
+
+def expire_incomplete(conn: sa.Connection, now: float, *, older_than: float, limit: int = 100) -> list[StoredMo]:
+    """Give up waiting for the missing parts of concatenated MOs started long ago.
+
+    Each group whose earliest pending part was received more than ``older_than`` seconds
+    before ``now`` becomes an MO with ``complete`` false: the texts of the parts present in
+    order, each run of missing parts marked with :data:`GAP`, ``parts`` the number present.
+    Its parts become 'expired'.
+
+    Args:
+        conn: a connection inside the unit's transaction.
+        now: epoch seconds.
+        older_than: seconds a group may wait for its parts.
+        limit: the most groups expired in one call (call again while it returns a full list).
+
+    Returns:
+        The incomplete MOs created, status 'stored', oldest first.
+    """
+    c = mo_parts.c
+    cutoff = now - older_than
+    first = sa.func.min(c.received_at)
+    groups = conn.execute(
+        sa.select(c.concat_key, first)
+        .where(c.status == MoPartStatus.PENDING.value, c.concat_key.is_not(None))
+        .group_by(c.concat_key)
+        .having(first < cutoff)
+        .order_by(first, c.concat_key)
+        .limit(limit)
+    ).all()
+    expired: list[StoredMo] = []
+    for concat_key, _ in groups:
+        lock_key(conn, "mo|" + concat_key)
+        # Read again under the lock: another node may have completed or expired the group.
+        rows = _pending(conn, concat_key)
+        if not rows or min(float(r["received_at"]) for r in rows) >= cutoff:
+            continue
+        by_index = _first_by_index(rows)
+        if not by_index:
+            present: list[sa.RowMapping] = [rows[0]]
+            text = rows[0]["text"]
+        else:
+            total = max(int(rows[0]["part_total"] or 0), max(by_index))
+            present = [by_index[i] for i in sorted(by_index)]
+            text = _with_gaps(by_index, total)
+        mo_id = _insert_mo(conn, rows, complete=False, parts=len(present), text=text, now=now)
+        _attach(conn, rows, mo_id, MoPartStatus.EXPIRED)
+        expired.append(get_mo(conn, mo_id))
+    return expired
+
+
+def _with_gaps(by_index: dict[int, sa.RowMapping], total: int) -> str:
+    pieces: list[str] = []
+    for index in range(1, total + 1):
+        if index in by_index:
+            pieces.append(by_index[index]["text"])
+        elif not pieces or pieces[-1] is not GAP:
+            pieces.append(GAP)
+    return "".join(pieces)
+
+
+def pending_mos(conn: sa.Connection, *, limit: int, after_id: int = 0) -> list[StoredMo]:
+    """MOs stored but not yet processed (what to route again after a restart), by id.
+
+    Args:
+        conn: a connection.
+        limit: the most MOs returned.
+        after_id: only MOs with a larger id (page with the last id returned).
+    """
+    query = (
+        _mo_select()
+        .where(mo_messages.c.status == MoStatus.STORED.value, mo_messages.c.id > after_id)
+        .order_by(mo_messages.c.id)
+        .limit(limit)
+    )
+    return [StoredMo.from_row(row) for row in conn.execute(query).mappings()]
+
+
+def mark_mo(
+    conn: sa.Connection,
+    mo_id: int,
+    status: str,
+    now: float,
+    *,
+    route: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record what processing an MO did.
+
+    Args:
+        conn: a connection inside the unit's transaction.
+        mo_id: the MO.
+        status: 'processed', 'failed', 'ignored' (or 'stored' to process it again).
+        now: epoch seconds (``processed_at``).
+        route: the routing outcome (system keyword, campaign, no route); None keeps it.
+        error: why processing failed, if it did.
+
+    Raises:
+        ValueError: ``status`` is not an MO status.
+        LookupError: there is no MO ``mo_id``.
+    """
+    if status not in MO_STATUSES:
+        raise ValueError(f"not an MO status: {status!r}")
+    values: dict[str, Any] = {"status": str(status), "processed_at": now, "error": error}
+    if route is not None:
+        values["route"] = route
+    result = conn.execute(sa.update(mo_messages).where(mo_messages.c.id == mo_id).values(values))
+    if result.rowcount == 0:
+        raise LookupError(f"no MO {mo_id}")

@@ -1,0 +1,248 @@
+"""Delivery receipts: matching parts, holding early receipts, settling multipart MTs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import threading
+from typing import Any, Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from gatewayd.simulator.smsc import receipt_text
+from gatewayd.smpp.constants import MessageState, Tag
+from gatewayd.smpp.receipts import normalise_message_id, parse_receipt
+from profile_store import schema
+from profile_store.db import Store, make_engine
+from profile_store.dlr import apply_held_receipts, record_receipt, refresh_mt_status, unmatched_receipts
+from profile_store.schema import dlr_events, metadata, mt_messages, mt_parts, subscribers
+from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
+
+T0 = 1_700_000_000.0
+SMSC = "op-a"
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    """An engine on an empty database with every table."""
+    e = make_engine(store_url)
+    metadata.create_all(e)
+    yield e
+    e.dispose()
+
+
+def run(engine: sa.Engine, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a unit in a transaction of its own, as the writer would."""
+    with engine.connect().execution_options(writer=True) as conn, conn.begin():
+        return fn(conn, *args, **kwargs)
+
+
+def make_mt(conn: sa.Connection, ids: list[str | None], *, status: str = "submitted") -> tuple[int, list[int]]:
+    """An MT with one accepted part per SMSC message id (None: not yet known); returns its and its parts' ids."""
+    subscriber = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.msisdn == "+447700900123")).scalar()
+    if subscriber is None:
+        subscriber = conn.execute(
+            sa.insert(subscribers).values(msisdn="+447700900123", created_at=T0, last_seen_at=T0).returning(subscribers.c.id)
+        ).scalar_one()
+    mt_id = conn.execute(
+        sa.insert(mt_messages)
+        .values(subscriber_id=subscriber, source_addr="4160", smsc=SMSC, text="hello", concat_ref=1,
+                parts_total=len(ids), priority=0, registered_delivery=True, status=status, attempts=1,
+                next_attempt_at=T0, created_at=T0, updated_at=T0)
+        .returning(mt_messages.c.id)
+    ).scalar_one()
+    parts = [
+        conn.execute(
+            sa.insert(mt_parts)
+            .values(mt_id=mt_id, part_index=n, status="accepted", smsc=SMSC, smsc_message_id=message_id, submitted_at=T0)
+            .returning(mt_parts.c.id)
+        ).scalar_one()
+        for n, message_id in enumerate(ids, 1)
+    ]
+    return mt_id, parts
+
+
+def receipt(message_id: str, stat: str = "DELIVRD", **tlvs: int) -> Any:
+    """A parsed receipt as the simulator formats it."""
+    when = dt.datetime(2024, 1, 31, 12, 0)
+    text = receipt_text(message_id, stat=stat, err="000", submitted=when, done=when, text="hello").decode()
+    extra = [(Tag.MESSAGE_STATE, bytes([state])) for state in tlvs.values()]
+    return parse_receipt(text, extra)
+
+
+def read(engine: sa.Engine, table: sa.Table, *columns: str) -> list[tuple[Any, ...]]:
+    """The given columns of every row of ``table``, by id."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(*(table.c[c] for c in columns)).order_by(table.c.id)).all()
+    return [tuple(row) for row in rows]
+
+
+def test_status_enums_match_the_schema() -> None:
+    """The MT status enums list exactly the values the CHECK constraints allow."""
+    assert tuple(MtStatus) == schema.MT_STATUSES
+    assert tuple(MtPartStatus) == schema.MT_PART_STATUSES
+
+
+def test_receipt_after_the_submit_id(engine: sa.Engine) -> None:
+    """A receipt for a known id settles its part and its single-part MT."""
+    mt_id, (part_id,) = run(engine, make_mt, ["abc123"])
+    done = run(engine, record_receipt, SMSC, receipt("ABC123"), "abc123", T0 + 5)
+    assert (done.matched, done.mt_part_id, done.mt_id, done.part_status, done.mt_status) == (
+        True, part_id, mt_id, "delivered", "delivered",
+    )
+    assert read(engine, mt_parts, "status", "receipt_stat", "done_at") == [("delivered", "DELIVRD", T0 + 5)]
+    assert read(engine, mt_messages, "status", "updated_at") == [("delivered", T0 + 5)]
+    assert read(engine, dlr_events, "smsc_message_id", "mt_part_id", "stat", "err", "matched") == [
+        ("abc123", part_id, "DELIVRD", "000", True)
+    ]
+
+
+def test_multipart_mt_is_delivered_when_every_part_is(engine: sa.Engine) -> None:
+    """An MT of three parts stays submitted until the receipt of its last part."""
+    mt_id, _ = run(engine, make_mt, ["1", "2", "3"])
+    assert [run(engine, record_receipt, SMSC, receipt(i), i, T0).mt_status for i in "312"] == [
+        "submitted", "submitted", "delivered",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stats", "expected"),
+    [
+        (["DELIVRD", "UNDELIV"], "undelivered"),
+        (["REJECTD", None], "undelivered"),
+        (["DELETED", "DELIVRD"], "undelivered"),
+        (["EXPIRED", "DELIVRD"], "expired"),
+        (["EXPIRED", None], "submitted"),
+        (["EXPIRED", "UNDELIV"], "undelivered"),
+        (["DELIVRD", "ENROUTE"], "submitted"),
+        (["ACCEPTD", "UNKNOWN"], "submitted"),
+    ],
+)
+def test_mt_status_from_its_parts(engine: sa.Engine, stats: list[str | None], expected: str) -> None:
+    """Any undelivered part makes the MT undelivered; all final with one expired, expired; else unchanged."""
+    run(engine, make_mt, ["a", "b"])
+    last = None
+    for message_id, stat in zip("ab", stats):
+        if stat is not None:
+            last = run(engine, record_receipt, SMSC, receipt(message_id, stat), message_id, T0)
+    assert last is not None and last.mt_status == expected
+
+
+def test_intermediate_then_final(engine: sa.Engine) -> None:
+    """ENROUTE records its stat without settling; a later final receipt settles; nothing changes it after."""
+    run(engine, make_mt, ["x"])
+    assert run(engine, record_receipt, SMSC, receipt("x", "ENROUTE"), "x", T0).part_status == "accepted"
+    assert read(engine, mt_parts, "status", "receipt_stat", "done_at") == [("accepted", "ENROUTE", None)]
+    assert run(engine, record_receipt, SMSC, receipt("x", "UNDELIV"), "x", T0 + 1).part_status == "undelivered"
+    late = run(engine, record_receipt, SMSC, receipt("x", "DELIVRD"), "x", T0 + 2)
+    assert (late.matched, late.part_status, late.mt_status) == (True, "undelivered", "undelivered")
+    assert read(engine, mt_parts, "status", "receipt_stat", "done_at") == [("undelivered", "UNDELIV", T0 + 1)]
+
+
+def test_message_state_tlv_without_stat(engine: sa.Engine) -> None:
+    """A receipt whose text has no stat is settled by its message_state TLV."""
+    run(engine, make_mt, ["x"])
+    bare = parse_receipt("id:x", [(Tag.MESSAGE_STATE, bytes([MessageState.EXPIRED]))])
+    done = run(engine, record_receipt, SMSC, bare, "x", T0)
+    assert (done.part_status, done.mt_status) == ("expired", "expired")
+    assert read(engine, mt_parts, "receipt_stat") == [("EXPIRED",)]
+
+
+def test_receipt_before_the_submit_id_is_held_then_applied(engine: sa.Engine) -> None:
+    """A receipt arriving before its submit_sm_resp is stored is held, then applied when the id is."""
+    mt_id, (part_id,) = run(engine, make_mt, [None])
+    held = run(engine, record_receipt, SMSC, receipt("77"), "77", T0)
+    assert held == ReceiptRecorded(event_id=held.event_id, matched=False, mt_part_id=None, mt_id=None,
+                                   part_status=None, mt_status=None)
+    assert run(engine, unmatched_receipts, older_than=0, now=T0 + 1) == 1
+
+    def submit_resp_stored(conn: sa.Connection) -> int:
+        # What the MT outbox does: store the id, then apply what was waiting for it.
+        conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(smsc_message_id="77"))
+        return apply_held_receipts(conn, smsc=SMSC, smsc_message_id="77", mt_part_id=part_id, now=T0 + 2)
+
+    assert run(engine, submit_resp_stored) == 1
+    assert read(engine, mt_parts, "status") == [("delivered",)]
+    assert read(engine, mt_messages, "status") == [("delivered",)]
+    assert read(engine, dlr_events, "mt_part_id", "matched") == [(part_id, True)]
+    assert run(engine, unmatched_receipts, older_than=0, now=T0 + 3) == 0
+    assert run(engine, apply_held_receipts, smsc=SMSC, smsc_message_id="77", mt_part_id=part_id, now=T0 + 3) == 0
+
+
+def test_held_receipt_outside_the_grace_stays_unmatched(engine: sa.Engine) -> None:
+    """A receipt older than the grace period is not applied to a part that gets its id later."""
+    _, (part_id,) = run(engine, make_mt, ["77"])
+    run(engine, record_receipt, "op-b", receipt("77"), "77", T0)  # another SMSC: never matches
+    run(engine, record_receipt, SMSC, receipt("88"), "88", T0)
+    applied = run(engine, apply_held_receipts, smsc=SMSC, smsc_message_id="88", mt_part_id=part_id,
+                  now=T0 + 301, grace=300)
+    assert applied == 0
+    assert read(engine, mt_parts, "status") == [("accepted",)]
+    assert run(engine, unmatched_receipts, older_than=300, now=T0 + 301) == 2
+    assert run(engine, unmatched_receipts, older_than=300, now=T0 + 299) == 0
+
+
+def test_mt_still_sending_is_settled_once_submitted(engine: sa.Engine) -> None:
+    """Receipts do not touch an MT the sender still owns; refreshing after 'submitted' settles it."""
+    mt_id, _ = run(engine, make_mt, ["1"], status="sending")
+    assert run(engine, record_receipt, SMSC, receipt("1"), "1", T0).mt_status == "sending"
+    with engine.begin() as conn:
+        conn.execute(sa.update(mt_messages).values(status="submitted"))
+    assert run(engine, refresh_mt_status, mt_id, T0 + 1) == "delivered"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "submit_id", "receipt_id"),
+    [
+        ("hex_submit_decimal_receipt", "000000FF", "255"),
+        ("decimal_submit_hex_receipt", "4294967295", "ffffffff"),
+        ("hex", "0a1b", "A1B"),
+        ("string", "Msg-1", "msg-1"),
+    ],
+)
+def test_ids_correlate_across_representations(engine: sa.Engine, fmt: str, submit_id: str, receipt_id: str) -> None:
+    """A receipt finds its part when the SMSC writes the id in another base or case than its submit_sm_resp."""
+    stored_id = normalise_message_id(submit_id, fmt, from_receipt=False)
+    _, (part_id,) = run(engine, make_mt, [stored_id])
+    parsed = receipt(receipt_id)
+    looked_up = normalise_message_id(parsed.message_id, fmt, from_receipt=True)
+    assert run(engine, record_receipt, SMSC, parsed, looked_up, T0).mt_part_id == part_id
+
+
+def test_receipt_and_submit_resp_on_two_nodes_at_once(engine: sa.Engine, store_url: str) -> None:
+    """A receipt stored while another node stores its submit id is matched, not held for ever."""
+    _, (part_id,) = run(engine, make_mt, [None])
+    other = make_engine(store_url)
+    first = engine.connect().execution_options(writer=True)
+    tx = first.begin()
+    held = record_receipt(first, SMSC, receipt("99"), "99", T0)
+    applied: list[int] = []
+
+    def submit_resp_stored(conn: sa.Connection) -> None:
+        conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(smsc_message_id="99"))
+        applied.append(apply_held_receipts(conn, smsc=SMSC, smsc_message_id="99", mt_part_id=part_id, now=T0 + 1))
+
+    thread = threading.Thread(target=functools.partial(run, other, submit_resp_stored))
+    thread.start()
+    thread.join(0.3)
+    tx.commit()
+    first.close()
+    thread.join(10)
+    other.dispose()
+    assert not held.matched and applied == [1]
+    assert read(engine, dlr_events, "matched") == [(True,)]
+
+
+async def test_through_the_store(store: Store) -> None:
+    """Units run through the group-committing writer; the simulator's receipt with its TLVs matches."""
+    await store.write(make_mt, ["0000002a"])
+    raw = receipt_text("0000002a", stat="DELIVRD", err="000", submitted=dt.datetime(2024, 1, 1),
+                       done=dt.datetime(2024, 1, 1), text="hi")
+    parsed = parse_receipt(raw.decode("latin-1"), [(Tag.RECEIPTED_MESSAGE_ID, b"0000002a\x00"),
+                                                   (Tag.MESSAGE_STATE, bytes([MessageState.DELIVERED]))])
+    message_id = normalise_message_id(parsed.message_id or "", "string", from_receipt=True)
+    done = await store.write(record_receipt, SMSC, parsed, message_id, T0)
+    assert (done.matched, done.mt_status) == (True, "delivered")
+    count: Callable[..., int] = functools.partial(unmatched_receipts, older_than=0, now=T0 + 1)
+    assert await store.read(count) == 0
