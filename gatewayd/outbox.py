@@ -1,0 +1,371 @@
+"""The MT sender of one gateway node: claims due MTs from the store and submits them.
+
+MTs wait in the store's outbox (``mt_messages``) until a node claims them with a lease
+(:func:`profile_store.mt.claim_due`). :class:`Outbox` claims a batch, sends each MT in a
+task of its own over an :class:`~gatewayd.binds.SmscLink` and records every part the SMSC
+accepts, then sleeps until :meth:`Outbox.wake` or the next sweep. Replies to subscribers
+(priority 0) are claimed before bulk traffic.
+
+Bounds: an MT task holds one slot of its link for all its parts, and a link has as many
+slots as its window, so the window is never oversubscribed by the outbox; the node as a
+whole holds at most ``max_in_flight`` claimed MTs, and claims only as many as it has free
+slots, so a claimed MT starts at once instead of waiting out its lease.
+
+Outcomes: ESME_ROK stores the normalised message id; a temporary status, a response
+timeout or a lost connection requeue the MT with a backoff (parts already accepted are
+not sent again); no SMSC bound requeues it without using up an attempt; any other status
+fails it. A response timeout or lost connection may mean the SMSC did take the part: the
+retry may duplicate it, which ``possibly_duplicated`` counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+import weakref
+from typing import Callable, Mapping
+
+import structlog
+import trio
+
+from gatewayd.binds import NoBind, SmscLink
+from gatewayd.smpp.constants import TEMPORARY_STATUSES, CommandStatus, describe_status
+from gatewayd.smpp.pdus import SubmitSm
+from gatewayd.smpp.receipts import normalise_message_id
+from gatewayd.smpp.text import ConcatMethod, ConcatReferences, MessagePart, split_text
+from gatewayd.transport import ConnectionGone, ResponseTimeout
+from profile_store.db import Store, StoreError
+from profile_store.mt import (
+    ClaimedMt,
+    MtProgress,
+    MtRequest,
+    StoredMt,
+    attempt_failed,
+    claim_due,
+    enqueue_mt,
+    part_accepted,
+    release_claims,
+    settle_mt,
+)
+
+__all__ = ["Outbox"]
+
+log = structlog.get_logger("gatewayd.outbox")
+
+#: last_error of an MT that found no SMSC to carry it.
+NO_BIND = "no bind"
+
+
+class _Failure(Exception):
+    """An attempt ended early; carries what attempt_failed needs."""
+
+    def __init__(self, error: str, *, temporary: bool, count_attempt: bool = True, status: int | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.temporary = temporary
+        self.count_attempt = count_attempt
+        self.status = status
+
+
+class Outbox:
+    """Sends the MTs queued in the store over the SMSC links of this node.
+
+    Args:
+        store: the store (its writer must be running).
+        links: the SMSC links by name; read on every MT, so the application may replace
+            entries on a configuration reload.
+        node: this node's name, recorded in the claims (unique among nodes on one database).
+        batch: the most MTs claimed at once.
+        lease: seconds a claim holds; another node resumes an MT whose claim expired. Must
+            comfortably exceed the time to send a batch at the links' rate caps.
+        sweep_interval: seconds between looks at the outbox when nobody calls :meth:`wake`
+            (MTs whose retry time came, MTs enqueued by other nodes).
+        max_attempts: attempts after which a temporary failure is final.
+        refs: concatenation references for long MTs (8-bit, random start, by default).
+        clock: UTC wall-clock time, epoch seconds.
+        max_in_flight: the most MTs being sent at once on this node; ``batch`` by default.
+        backoff: retry delay as a function of attempts, or its base in seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        links: Mapping[str, SmscLink],
+        *,
+        node: str,
+        batch: int = 200,
+        lease: float = 60.0,
+        sweep_interval: float = 1.0,
+        max_attempts: int = 5,
+        refs: ConcatReferences | None = None,
+        clock: Callable[[], float] = time.time,
+        max_in_flight: int | None = None,
+        backoff: Callable[[int], float] | float = 5.0,
+    ) -> None:
+        self.store = store
+        self.links = links
+        self.node = node
+        self.batch = max(1, batch)
+        self.lease = lease
+        self.sweep_interval = sweep_interval
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self._refs = refs if refs is not None else ConcatReferences(8)
+        self._clock = clock
+        self._slots = trio.CapacityLimiter(max(1, max_in_flight if max_in_flight is not None else batch))
+        # One limiter per link object: a reload replaces the link and so gets a fresh one
+        # sized to the new window; the old one goes with the old link.
+        self._link_slots: weakref.WeakKeyDictionary[SmscLink, trio.CapacityLimiter] = weakref.WeakKeyDictionary()
+        self._turn = itertools.count()
+        self._wakeup = trio.Event()
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._running = False
+        # MTs this node is sending: a claim that expired while still in flight here must not
+        # be started a second time by the next claim.
+        self._in_flight: set[int] = set()
+        # MTs whose send ended while a claim was in the writer: the claim may have taken the
+        # row again in the same commit, just before the outcome was recorded.
+        self._claiming = False
+        self._ended_while_claiming: set[int] = set()
+        #: MTs whose every part was accepted.
+        self.submitted = 0
+        #: MTs that failed for good.
+        self.failed = 0
+        #: Attempts that ended in a requeue.
+        self.retried = 0
+        #: Parts whose submit got no answer (timeout, lost connection): the SMSC may have them.
+        self.possibly_duplicated = 0
+
+    # -- API -----------------------------------------------------------------------------------
+
+    async def enqueue(self, request: MtRequest) -> StoredMt:
+        """Store an MT for sending and wake the sender.
+
+        Raises:
+            UnencodableError, ValueError: the text cannot be sent as asked (see enqueue_mt).
+            StoreUnavailable: the store could not take it.
+        """
+        ref = self._refs.next(request.msisdn)
+        mt = await self.store.write(functools.partial(enqueue_mt, request=request, now=self._clock(), concat_ref=ref))
+        self.wake()
+        return mt
+
+    def wake(self) -> None:
+        """Look at the outbox now instead of at the next sweep."""
+        self._wakeup.set()
+
+    @property
+    def in_flight(self) -> int:
+        """MTs being sent right now."""
+        return len(self._in_flight)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Claim and send until :meth:`stop`; then release this node's unfinished claims."""
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                await self._claim_loop(nursery)
+            # Every send task is done: whatever this node still holds goes back to the queue.
+            released = await self.store.write(functools.partial(release_claims, node=self.node, now=self._clock()))
+            if released:
+                log.info("mt_claims_released", node=self.node, count=released)
+        finally:
+            self._running = False
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop claiming, let the MTs in flight finish, release the remaining claims."""
+        self._stopping = True
+        self.wake()
+        if self._running:
+            await self._stopped.wait()
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    async def _claim_loop(self, nursery: trio.Nursery) -> None:
+        while not self._stopping:
+            self._wakeup = trio.Event()
+            free = min(self.batch, int(self._slots.available_tokens))
+            claimed: list[ClaimedMt] = []
+            if free > 0:
+                self._claiming = True
+                try:
+                    claimed = await self.store.write(
+                        functools.partial(claim_due, node=self.node, now=self._clock(), limit=free, lease=self.lease)
+                    )
+                except StoreError as exc:
+                    log.warning("mt_claim_failed", error=str(exc))
+                finally:
+                    self._claiming = False
+            if self._stopping:
+                # stop() came while claiming: leave these to release_claims rather than start them.
+                break
+            ended, self._ended_while_claiming = self._ended_while_claiming, set()
+            for mt in claimed:
+                if mt.id in self._in_flight or mt.id in ended:
+                    # Our own lease ran out while we were still sending it: the send in
+                    # progress (or just ended) owns the outcome; starting it again would
+                    # submit it twice.
+                    continue
+                # Cannot block: at most `free` MTs were claimed and only this loop takes slots.
+                self._slots.acquire_on_behalf_of_nowait(mt.id)
+                self._in_flight.add(mt.id)
+                nursery.start_soon(self._send_task, mt)
+            if len(claimed) == free and free > 0:
+                # A full batch: more may be due already.
+                await trio.lowlevel.checkpoint()
+                continue
+            with trio.move_on_after(self.sweep_interval):
+                await self._wakeup.wait()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _send_task(self, mt: ClaimedMt) -> None:
+        try:
+            await self._send(mt)
+        finally:
+            self._in_flight.discard(mt.id)
+            if self._claiming:
+                self._ended_while_claiming.add(mt.id)
+            self._slots.release_on_behalf_of(mt.id)
+            # A slot came free: claim again if the last claim was cut short by the bound.
+            self.wake()
+
+    def _pick_link(self, mt: ClaimedMt) -> SmscLink | None:
+        if mt.smsc is not None:
+            link = self.links.get(mt.smsc)
+            return link if link is not None and link.is_up else None
+        candidates = [link for _, link in sorted(self.links.items()) if link.is_up and mt.source_addr in link.cfg.short_codes]
+        if not candidates:
+            return None
+        return candidates[next(self._turn) % len(candidates)]
+
+    def _link_limiter(self, link: SmscLink) -> trio.CapacityLimiter:
+        limiter = self._link_slots.get(link)
+        if limiter is None:
+            limiter = self._link_slots[link] = trio.CapacityLimiter(max(1, link.cfg.window))
+        return limiter
+
+    async def _send(self, mt: ClaimedMt) -> None:
+        link = self._pick_link(mt)
+        try:
+            if link is None:
+                raise _Failure(NO_BIND, temporary=True, count_attempt=False)
+            async with self._link_limiter(link):
+                progress = await self._send_parts(mt, link)
+        except _Failure as failure:
+            await self._record_failure(mt, failure, link)
+        except StoreError as exc:
+            # The outcome could not be recorded; the claim expires and the MT is resumed.
+            log.error("mt_outcome_not_stored", mt_id=mt.id, error=str(exc))
+        except Exception as exc:
+            # A bug must cost one MT an attempt, not stop the outbox of the whole node.
+            log.exception("mt_send_error", mt_id=mt.id)
+            await self._record_failure(mt, _Failure(f"internal error: {type(exc).__name__}", temporary=True), link)
+        else:
+            if progress is not None and progress.done:
+                self.submitted += 1
+                log.info(
+                    "mt_submitted",
+                    mt_id=mt.id,
+                    smsc=link.cfg.name if link else None,
+                    msisdn=mt.msisdn,
+                    source_addr=mt.source_addr,
+                    parts=mt.parts_total,
+                    attempts=mt.attempts + 1,
+                    status=progress.status,
+                )
+
+    async def _send_parts(self, mt: ClaimedMt, link: SmscLink) -> MtProgress | None:
+        """Submit every pending part in order; the progress after the last one."""
+        try:
+            parts = split_text(mt.text, reference=mt.concat_ref, method=ConcatMethod.UDH8, data_coding=mt.data_coding)
+        except ValueError as exc:  # UnencodableError included: the stored text cannot be sent
+            raise _Failure(f"cannot encode: {exc}", temporary=False) from None
+        pending = set(mt.pending_parts)
+        progress: MtProgress | None = None
+        for part in parts:
+            if part.index not in pending:
+                continue
+            message_id = await self._submit_part(mt, link, part)
+            progress = await self.store.write(
+                functools.partial(
+                    part_accepted,
+                    mt_id=mt.id,
+                    part_index=part.index,
+                    smsc=link.cfg.name,
+                    smsc_message_id=message_id,
+                    submit_status=int(CommandStatus.ESME_ROK),
+                    now=self._clock(),
+                )
+            )
+        if progress is None:
+            # Nothing was pending (every part was accepted before a crash): settle the MT.
+            progress = await self.store.write(functools.partial(settle_mt, mt_id=mt.id, now=self._clock()))
+        return progress
+
+    async def _submit_part(self, mt: ClaimedMt, link: SmscLink, part: MessagePart) -> str:
+        """Send one part; its normalised message id, or raise _Failure."""
+        cfg = link.cfg
+        pdu = SubmitSm(
+            source_addr_ton=cfg.source_addr_ton,
+            source_addr_npi=cfg.source_addr_npi,
+            source_addr=mt.source_addr,
+            dest_addr_ton=cfg.dest_addr_ton,
+            dest_addr_npi=cfg.dest_addr_npi,
+            destination_addr=mt.destination_addr,
+            esm_class=part.esm_class,
+            data_coding=part.data_coding,
+            short_message=part.short_message,
+            tlvs=part.tlvs,
+            registered_delivery=1 if mt.registered_delivery else 0,
+        )
+        try:
+            response = await link.submit(pdu)
+        except NoBind:
+            raise _Failure(NO_BIND, temporary=True, count_attempt=False) from None
+        except ResponseTimeout:
+            self.possibly_duplicated += 1
+            raise _Failure("response timeout", temporary=True) from None
+        except ConnectionGone:
+            self.possibly_duplicated += 1
+            raise _Failure("connection lost", temporary=True) from None
+        status = response.command_status
+        if status == CommandStatus.ESME_ROK:
+            return normalise_message_id(str(getattr(response, "message_id", "")), cfg.message_id_format, from_receipt=False)
+        raise _Failure(describe_status(status), temporary=status in TEMPORARY_STATUSES, status=status)
+
+    async def _record_failure(self, mt: ClaimedMt, failure: _Failure, link: SmscLink | None) -> None:
+        try:
+            progress = await self.store.write(
+                functools.partial(
+                    attempt_failed,
+                    mt_id=mt.id,
+                    error=failure.error,
+                    temporary=failure.temporary,
+                    now=self._clock(),
+                    max_attempts=self.max_attempts,
+                    backoff=self.backoff,
+                    count_attempt=failure.count_attempt,
+                )
+            )
+        except StoreError as exc:
+            log.error("mt_outcome_not_stored", mt_id=mt.id, error=str(exc))
+            return
+        smsc = link.cfg.name if link else mt.smsc
+        if progress.status == "failed":
+            self.failed += 1
+            log.warning("mt_failed", mt_id=mt.id, smsc=smsc, msisdn=mt.msisdn, status=failure.error, attempts=progress.attempts)
+        elif progress.status == "queued":
+            self.retried += 1
+            log.info(
+                "mt_retry_scheduled",
+                mt_id=mt.id,
+                smsc=smsc,
+                status=failure.error,
+                attempts=progress.attempts,
+                retry_in=round(progress.next_attempt_at - self._clock(), 2),
+            )

@@ -1,0 +1,221 @@
+"""The Outbox against the simulator over in-memory streams, on SQLite and PostgreSQL stores.
+
+The tests run on a mock clock that jumps ahead only after 20 ms of real idleness: the store
+works on real threads, and a clock that jumped whenever the event loop waited for one would
+race through leases and response timeouts while a commit is merely in progress.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import structlog
+import trio
+import trio.testing
+
+from gatewayd.binds import SmscLink
+from gatewayd.ingest import Ingest
+from gatewayd.outbox import Outbox
+from gatewayd.simulator.smsc import SmscSimulator
+from gatewayd.smpp.constants import CommandStatus
+from profile_store.db import Store
+from profile_store.mt import MtRequest, get_mt, get_parts, outbox_counts
+from tests.gatewayd.conftest import memory_connector, smsc_config
+
+T0 = 1_700_000_000.0
+LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 9  # 3 parts
+
+
+@pytest.fixture
+def settling_clock() -> trio.testing.MockClock:
+    """A mock clock that skips idle time once nothing has happened for 20 ms of real time."""
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+def clock() -> float:
+    """Wall-clock time that follows trio's (autojump) clock, so backoffs and leases elapse with it."""
+    return T0 + trio.current_time()
+
+
+async def start_link(simulator: SmscSimulator, nursery: trio.Nursery, **cfg: Any) -> SmscLink:
+    """A bound link to the simulator, serving short code 4160."""
+    config = smsc_config(**cfg)
+    link = SmscLink(config, functools.partial(Ingest().handle, smsc=config.name), rng=lambda: 1.0, connect=memory_connector(simulator, nursery))
+    await nursery.start(link.run)
+    await link.wait_bound()
+    return link
+
+
+async def start_outbox(store: Store, links: dict[str, SmscLink], nursery: trio.Nursery, **kwargs: Any) -> Outbox:
+    """A running Outbox with the trio-following clock and a lease longer than any test."""
+    values: dict[str, Any] = dict(node="n1", clock=clock, lease=3600.0)
+    values.update(kwargs)
+    outbox = Outbox(store, links, **values)
+    await nursery.start(outbox.run)
+    return outbox
+
+
+def mt(n: int, **overrides: Any) -> MtRequest:
+    """An MT to subscriber ``n`` from short code 4160."""
+    values: dict[str, Any] = dict(msisdn=f"+4477009{n:05d}", source_addr="4160", text=f"Thanks for voting, #{n}")
+    values.update(overrides)
+    return MtRequest(**values)
+
+
+async def wait_counts(store: Store, expected: dict[str, int], timeout: float = 600.0) -> None:
+    """Wait until the outbox holds exactly ``expected`` MTs by status."""
+    with trio.fail_after(timeout):
+        while (counts := await store.read(outbox_counts)) != expected:
+            await trio.sleep(0.5)
+    assert counts == expected
+
+
+async def test_queued_mts_are_all_submitted(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """Fifty queued MTs are submitted once each, with the simulator's message ids stored against them."""
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    ids = [(await outbox.enqueue(mt(n))).id for n in range(50)]
+    await wait_counts(store, {"submitted": 50})
+    assert simulator.stats["submits_accepted"] == 50 and outbox.submitted == 50
+    stored_ids = set()
+    for mt_id in ids:
+        (part,) = await store.read(get_parts, mt_id)
+        assert part.status == "accepted" and part.smsc == "op"
+        stored_ids.add(part.smsc_message_id)
+    # The simulator numbers its ids 00000001, 00000002, ... in hex.
+    assert stored_ids == {f"{n:08x}" for n in range(1, 51)}
+    pdu = simulator.submitted[0]
+    assert (pdu.source_addr, pdu.source_addr_ton, pdu.dest_addr_ton, pdu.dest_addr_npi) == ("4160", 0, 1, 1)
+    assert pdu.destination_addr.startswith("4477009") and pdu.registered_delivery == 1
+    assert outbox.in_flight == 0
+
+
+async def test_long_mt_goes_out_in_parts_with_one_reference(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """A long MT is submitted as its parts, in order, all carrying the MT's concatenation reference."""
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    stored = await outbox.enqueue(mt(1, text=LONG_TEXT))
+    await wait_counts(store, {"submitted": 1})
+    udhs = [pdu.short_message[:6] for pdu in simulator.submitted]
+    ref = stored.concat_ref & 0xFF
+    assert udhs == [bytes((5, 0, 3, ref, 3, index)) for index in (1, 2, 3)]
+    assert all(pdu.esm_class & 0x40 for pdu in simulator.submitted)
+    parts = await store.read(get_parts, stored.id)
+    assert [p.status for p in parts] == ["accepted"] * 3 and len({p.smsc_message_id for p in parts}) == 3
+
+
+async def test_throttling_still_ends_submitted(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """MTs answered with ESME_RTHROTTLED are paced and retried by the link and end submitted."""
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    simulator.faults.throttle_next = 3
+    for n in range(5):
+        await outbox.enqueue(mt(n))
+    await wait_counts(store, {"submitted": 5})
+    assert simulator.stats["submits_throttled"] == 3 and simulator.stats["submits_accepted"] == 5
+
+
+async def test_throttled_beyond_the_links_patience_is_retried_later(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """An MT still throttled after the link's own retries is requeued with a backoff and sent later."""
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    simulator.faults.throttle_next = 6  # the link tries 6 times before giving the status back
+    stored = await outbox.enqueue(mt(1))
+    await wait_counts(store, {"submitted": 1})
+    assert outbox.retried == 1
+    assert (await store.read(get_mt, stored.id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def test_permanent_reject_fails_with_the_status(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """An MT rejected with ESME_RINVDSTADR fails at once, recording and logging that status."""
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    simulator.faults.reject_status = CommandStatus.ESME_RINVDSTADR
+    with structlog.testing.capture_logs() as logs:
+        stored = await outbox.enqueue(mt(1))
+        await wait_counts(store, {"failed": 1})
+    row = await store.read(get_mt, stored.id)
+    assert row is not None and row.last_error == "ESME_RINVDSTADR" and row.attempts == 1
+    assert [p.status for p in await store.read(get_parts, stored.id)] == ["failed"]
+    failed = [e for e in logs if e["event"] == "mt_failed"]
+    assert failed and failed[0]["status"] == "ESME_RINVDSTADR" and outbox.failed == 1
+
+
+async def test_reply_overtakes_queued_bulk(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """A reply enqueued after 100 bulk MTs is submitted before most of them."""
+    link = await start_link(simulator, nursery, window=5)
+    outbox = Outbox(store, {"op": link}, node="n1", clock=clock, lease=3600.0, batch=10)
+    for n in range(100):
+        await outbox.enqueue(mt(n, priority=10))
+    await outbox.enqueue(mt(999, priority=0, text="Your reply"))
+    await nursery.start(outbox.run)
+    await wait_counts(store, {"submitted": 101})
+    order = [pdu.destination_addr for pdu in simulator.submitted]
+    assert order.index("447700900999") < 10
+
+
+async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """With no link serving the short code, MTs wait in the queue without failing, and go once one does."""
+    links: dict[str, SmscLink] = {}
+    outbox = await start_outbox(store, links, nursery, max_attempts=2)
+    stored = await outbox.enqueue(mt(1))
+    await trio.sleep(120)
+    row = await store.read(get_mt, stored.id)
+    assert row is not None and row.status in ("queued", "sending") and row.attempts == 0 and row.last_error == "no bind"
+    assert outbox.retried > 1 and outbox.failed == 0
+    links["op"] = await start_link(simulator, nursery)
+    await wait_counts(store, {"submitted": 1})
+
+
+async def test_response_timeout_counts_a_possible_duplicate(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """A submit that times out is retried later and counted as possibly duplicated."""
+    link = await start_link(simulator, nursery, response_timeout=5.0)
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    simulator.faults.withhold_responses = True
+    stored = await outbox.enqueue(mt(1))
+    with trio.fail_after(60):
+        while outbox.retried == 0:
+            await trio.sleep(0.5)
+    simulator.faults.withhold_responses = False
+    await wait_counts(store, {"submitted": 1})
+    assert outbox.possibly_duplicated == 1
+    assert (await store.read(get_mt, stored.id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def test_restart_sends_what_a_stopped_outbox_left(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """After an Outbox is stopped with MTs still queued, a new Outbox on the same store sends them."""
+    link = await start_link(simulator, nursery, window=2)
+    simulator.faults.response_delay = 1.0
+    first = await start_outbox(store, {"op": link}, nursery, node="n1", batch=4)
+    for n in range(20):
+        await first.enqueue(mt(n))
+    with trio.fail_after(60):
+        while first.submitted < 2:
+            await trio.sleep(0.1)
+    await first.stop()
+    counts = await store.read(outbox_counts)
+    assert "sending" not in counts and counts.get("queued", 0) > 0
+    second = await start_outbox(store, {"op": link}, nursery, node="n2")
+    await wait_counts(store, {"submitted": 20})
+    assert first.submitted + second.submitted == 20
+    assert simulator.stats["submits_accepted"] == 20
+
+
+async def test_crashed_outbox_is_resumed_after_its_lease(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """MTs claimed by an outbox that died mid-send are resumed by another node once the lease expires."""
+    link = await start_link(simulator, nursery, window=2)
+    simulator.faults.response_delay = 1.0
+    with trio.CancelScope() as crash:
+        async with trio.open_nursery() as doomed:
+            first = await start_outbox(store, {"op": link}, doomed, node="n1", lease=30.0)
+            for n in range(10):
+                await first.enqueue(mt(n))
+            while first.submitted < 2:
+                await trio.sleep(0.1)
+            crash.cancel()
+    assert (await store.read(outbox_counts)).get("sending", 0) > 0
+    second = await start_outbox(store, {"op": link}, nursery, node="n2", lease=30.0)
+    await wait_counts(store, {"submitted": 10})
+    assert second.submitted > 0

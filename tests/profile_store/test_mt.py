@@ -1,0 +1,322 @@
+"""The MT outbox units on SQLite and PostgreSQL: enqueue, claim with leases, part outcomes, retries."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, TypeVar
+
+import pytest
+import sqlalchemy as sa
+import trio
+
+from gatewayd.smpp.receipts import DeliveryReceipt
+from gatewayd.smpp.text import UnencodableError
+from profile_store.dlr import record_receipt
+from profile_store.db import Store
+from profile_store.mt import (
+    ClaimedMt,
+    MtRequest,
+    attempt_failed,
+    claim_due,
+    enqueue_mt,
+    exponential_backoff,
+    get_mt,
+    get_parts,
+    outbox_counts,
+    part_accepted,
+    release_claims,
+    settle_mt,
+)
+from profile_store.schema import metadata, mt_parts
+
+T = TypeVar("T")
+
+T0 = 1_700_000_000.0
+LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 9  # 405 GSM septets: 3 parts
+
+
+async def unit(store: Store, fn: Callable[..., T], **kwargs: Any) -> T:
+    """Run ``fn(conn, **kwargs)`` through the store's writer."""
+    return await store.write(functools.partial(fn, **kwargs))
+
+
+def request(n: int = 1, **overrides: Any) -> MtRequest:
+    """An MT to subscriber ``n`` from short code 4160."""
+    values: dict[str, Any] = dict(msisdn=f"+4477009{n:05d}", source_addr="4160", text="Thanks for voting")
+    values.update(overrides)
+    return MtRequest(**values)
+
+
+async def enqueue(store: Store, req: MtRequest, now: float = T0, ref: int = 7) -> int:
+    """Enqueue ``req`` and return its id."""
+    return (await unit(store, enqueue_mt, request=req, now=now, concat_ref=ref)).id
+
+
+async def claim(store: Store, now: float, *, node: str = "a", limit: int = 100, lease: float = 60.0) -> list[ClaimedMt]:
+    """Claim due MTs for ``node``."""
+    return await unit(store, claim_due, node=node, now=now, limit=limit, lease=lease)
+
+
+async def test_enqueue_computes_parts(store: Store) -> None:
+    """Enqueued MTs are queued and due now, with one pending part row per submit_sm their text needs."""
+    short = await unit(store, enqueue_mt, request=request(1), now=T0, concat_ref=3)
+    long = await unit(store, enqueue_mt, request=request(2, text=LONG_TEXT), now=T0, concat_ref=4)
+    ucs2 = await unit(store, enqueue_mt, request=request(3, text="Καλημέρα σας, ευχαριστούμε! ☺" * 3), now=T0, concat_ref=5)
+    assert (short.parts_total, long.parts_total, ucs2.parts_total) == (1, 3, 2)
+    assert short.status == "queued" and short.attempts == 0 and short.next_attempt_at == T0
+    assert short.msisdn == "+447700900001" and long.concat_ref == 4
+    parts = await store.read(get_parts, long.id)
+    assert [(p.part_index, p.status) for p in parts] == [(1, "pending"), (2, "pending"), (3, "pending")]
+    assert await store.read(outbox_counts) == {"queued": 3}
+
+
+async def test_enqueue_rejects_text_the_coding_cannot_carry(store: Store) -> None:
+    """Text the requested data_coding cannot represent is refused at enqueue and nothing is stored."""
+    with pytest.raises(UnencodableError):
+        await enqueue(store, request(text="你好", data_coding=0))
+    assert await store.read(outbox_counts) == {}
+
+
+async def test_claim_order_replies_first_then_due_time(store: Store) -> None:
+    """Claims take priority 0 before 10, then the earliest due, and never MTs not yet due."""
+    late_bulk = await enqueue(store, request(1, priority=10), now=T0)
+    early_bulk = await enqueue(store, request(2, priority=10), now=T0 - 5)
+    reply = await enqueue(store, request(3, priority=0), now=T0 + 1)
+    await enqueue(store, request(4, priority=0), now=T0 + 100)
+    claimed = await claim(store, T0 + 10)
+    assert [mt.id for mt in claimed] == [reply, early_bulk, late_bulk]
+    assert claimed[0].pending_parts == (1,) and claimed[0].destination_addr == "447700900003"
+    assert (await store.read(get_mt, reply)).claimed_by == "a"  # type: ignore[union-attr]
+
+
+async def test_claim_respects_limit(store: Store) -> None:
+    """A claim takes at most ``limit`` rows and the next claim takes the rest."""
+    ids = [await enqueue(store, request(n)) for n in range(5)]
+    first = await claim(store, T0, limit=3)
+    second = await claim(store, T0, limit=3)
+    assert [mt.id for mt in first] == ids[:3] and [mt.id for mt in second] == ids[3:]
+
+
+async def test_claim_holds_until_the_lease_expires(store: Store) -> None:
+    """A claimed row is not claimed again while its lease holds, and is resumed by another node after."""
+    mt_id = await enqueue(store, request())
+    assert [mt.id for mt in await claim(store, T0, node="a", lease=60)] == [mt_id]
+    assert await claim(store, T0 + 30, node="b") == []
+    resumed = await claim(store, T0 + 61, node="b")
+    assert [mt.id for mt in resumed] == [mt_id] and resumed[0].claim_expires_at == T0 + 61 + 60
+    assert (await store.read(get_mt, mt_id)).claimed_by == "b"  # type: ignore[union-attr]
+
+
+async def test_all_parts_accepted_submits(store: Store) -> None:
+    """The MT becomes submitted with its claim released once every part is accepted, not before."""
+    mt_id = await enqueue(store, request(text=LONG_TEXT))
+    await claim(store, T0)
+    for index in (1, 2):
+        progress = await unit(store, part_accepted, mt_id=mt_id, part_index=index, smsc="op", smsc_message_id=f"id{index}", submit_status=0, now=T0 + 1)
+        assert progress.status == "sending" and progress.parts_accepted == index
+    progress = await unit(store, part_accepted, mt_id=mt_id, part_index=3, smsc="op", smsc_message_id="id3", submit_status=0, now=T0 + 2)
+    assert progress.status == "submitted" and progress.parts_accepted == 3 and progress.done
+    mt = await store.read(get_mt, mt_id)
+    assert mt is not None and mt.claimed_by is None and mt.claim_expires_at is None
+    parts = await store.read(get_parts, mt_id)
+    assert [(p.status, p.smsc, p.smsc_message_id, p.submit_status) for p in parts] == [("accepted", "op", f"id{i}", 0) for i in (1, 2, 3)]
+    assert parts[2].submitted_at == T0 + 2 and progress.receipts_applied == 0
+
+
+def delivered(message_id: str) -> DeliveryReceipt:
+    """A DELIVRD receipt for ``message_id``."""
+    return DeliveryReceipt(
+        message_id=message_id, sub="001", dlvrd="001", submit_date=None, done_date=None,
+        stat="DELIVRD", err="000", text=None, message_state=None, network_error_code=None,
+    )  # fmt: skip
+
+
+async def test_receipt_held_before_the_submit_response_is_applied(store: Store) -> None:
+    """A receipt that arrived before its submit_sm_resp was stored is applied when the part is accepted."""
+    mt_id = await enqueue(store, request())
+    await claim(store, T0)
+    held = await store.write(record_receipt, "op", delivered("abc"), "abc", T0 + 1)
+    assert not held.matched
+    progress = await unit(store, part_accepted, mt_id=mt_id, part_index=1, smsc="op", smsc_message_id="abc", submit_status=0, now=T0 + 2)
+    assert (progress.status, progress.receipts_applied) == ("delivered", 1)
+    assert [p.status for p in await store.read(get_parts, mt_id)] == ["delivered"]
+
+
+async def test_receipts_for_earlier_parts_settle_the_mt_once_submitted(store: Store) -> None:
+    """Receipts that matched parts while the MT was being sent settle it when the last part is accepted."""
+    mt_id = await enqueue(store, request(text=LONG_TEXT))
+    await claim(store, T0)
+    for index in (1, 2):
+        await unit(store, part_accepted, mt_id=mt_id, part_index=index, smsc="op", smsc_message_id=f"m{index}", submit_status=0, now=T0)
+        recorded = await store.write(record_receipt, "op", delivered(f"m{index}"), f"m{index}", T0 + 1)
+        assert recorded.matched
+    assert (await store.read(get_mt, mt_id)).status == "sending"  # type: ignore[union-attr]
+    progress = await unit(store, part_accepted, mt_id=mt_id, part_index=3, smsc="op", smsc_message_id="m3", submit_status=0, now=T0 + 2)
+    assert progress.status == "submitted"
+    recorded = await store.write(record_receipt, "op", delivered("m3"), "m3", T0 + 3)
+    assert (await store.read(get_mt, mt_id)).status == "delivered"  # type: ignore[union-attr]
+
+
+async def test_part_accepted_is_idempotent(store: Store) -> None:
+    """Recording the same accepted part twice keeps the first answer and the MT submitted."""
+    mt_id = await enqueue(store, request())
+    await claim(store, T0)
+    for message_id in ("first", "second"):
+        progress = await unit(store, part_accepted, mt_id=mt_id, part_index=1, smsc="op", smsc_message_id=message_id, submit_status=0, now=T0)
+    assert progress.status == "submitted"
+    assert [p.smsc_message_id for p in await store.read(get_parts, mt_id)] == ["first"]
+
+
+async def test_temporary_failure_requeues_with_backoff(store: Store) -> None:
+    """A temporary failure requeues the MT after an exponential backoff and releases the claim."""
+    mt_id = await enqueue(store, request())
+    await claim(store, T0)
+    progress = await unit(store, attempt_failed, mt_id=mt_id, error="ESME_RSYSERR", temporary=True, now=T0 + 1)
+    assert (progress.status, progress.attempts, progress.next_attempt_at) == ("queued", 1, T0 + 6)
+    mt = await store.read(get_mt, mt_id)
+    assert mt is not None and mt.claimed_by is None and mt.last_error == "ESME_RSYSERR"
+    assert await claim(store, T0 + 5.9) == []
+    assert len(await claim(store, T0 + 6)) == 1
+    progress = await unit(store, attempt_failed, mt_id=mt_id, error="response timeout", temporary=True, now=T0 + 10)
+    assert (progress.attempts, progress.next_attempt_at) == (2, T0 + 20)
+
+
+async def test_permanent_failure_fails_the_mt_and_its_pending_parts(store: Store) -> None:
+    """A permanent failure fails the MT with the error and its pending parts, keeping accepted ones."""
+    mt_id = await enqueue(store, request(text=LONG_TEXT))
+    await claim(store, T0)
+    await unit(store, part_accepted, mt_id=mt_id, part_index=1, smsc="op", smsc_message_id="x1", submit_status=0, now=T0)
+    progress = await unit(store, attempt_failed, mt_id=mt_id, error="ESME_RINVDSTADR", temporary=False, now=T0 + 1)
+    assert (progress.status, progress.last_error, progress.attempts) == ("failed", "ESME_RINVDSTADR", 1)
+    assert [p.status for p in await store.read(get_parts, mt_id)] == ["accepted", "failed", "failed"]
+    assert await claim(store, T0 + 3600) == []
+
+
+async def test_max_attempts_makes_a_temporary_failure_final(store: Store) -> None:
+    """The attempt that reaches max_attempts fails the MT even when its error is temporary."""
+    mt_id = await enqueue(store, request())
+    now = T0
+    statuses = []
+    for _ in range(3):
+        (claimed,) = await claim(store, now)
+        progress = await unit(store, attempt_failed, mt_id=claimed.id, error="ESME_RTHROTTLED", temporary=True, now=now, max_attempts=3, backoff=lambda n: 1.0)
+        statuses.append(progress.status)
+        now += 1
+    assert statuses == ["queued", "queued", "failed"]
+    assert (await store.read(get_mt, mt_id)).attempts == 3  # type: ignore[union-attr]
+
+
+async def test_uncounted_failure_keeps_attempts(store: Store) -> None:
+    """A failure with count_attempt=False (nothing sent) requeues without using an attempt."""
+    mt_id = await enqueue(store, request())
+    await claim(store, T0)
+    progress = await unit(store, attempt_failed, mt_id=mt_id, error="no bind", temporary=True, now=T0, max_attempts=1, count_attempt=False)
+    assert (progress.status, progress.attempts, progress.next_attempt_at) == ("queued", 0, T0 + 5)
+
+
+async def test_failure_after_submission_changes_nothing(store: Store) -> None:
+    """attempt_failed on an MT that is no longer being sent leaves it as it is."""
+    mt_id = await enqueue(store, request())
+    await claim(store, T0)
+    await unit(store, part_accepted, mt_id=mt_id, part_index=1, smsc="op", smsc_message_id="m", submit_status=0, now=T0)
+    progress = await unit(store, attempt_failed, mt_id=mt_id, error="late", temporary=False, now=T0)
+    assert (progress.status, progress.attempts) == ("submitted", 0)
+
+
+async def test_parts_accepted_in_a_first_attempt_are_not_resent(store: Store) -> None:
+    """After a failed attempt the next claim carries only the parts not yet accepted."""
+    mt_id = await enqueue(store, request(text=LONG_TEXT))
+    (first,) = await claim(store, T0)
+    assert first.pending_parts == (1, 2, 3)
+    await unit(store, part_accepted, mt_id=mt_id, part_index=1, smsc="op", smsc_message_id="p1", submit_status=0, now=T0)
+    await unit(store, attempt_failed, mt_id=mt_id, error="connection lost", temporary=True, now=T0)
+    (second,) = await claim(store, T0 + 5)
+    assert second.pending_parts == (2, 3) and second.attempts == 1 and second.concat_ref == first.concat_ref
+
+
+async def test_crashed_sender_resumes_with_pending_parts_only(store: Store) -> None:
+    """A row abandoned mid-send is resumed after its lease with only the unaccepted parts."""
+    mt_id = await enqueue(store, request(text=LONG_TEXT))
+    await claim(store, T0, node="dead", lease=60)
+    await unit(store, part_accepted, mt_id=mt_id, part_index=1, smsc="op", smsc_message_id="p1", submit_status=0, now=T0)
+    await unit(store, part_accepted, mt_id=mt_id, part_index=2, smsc="op", smsc_message_id="p2", submit_status=0, now=T0)
+    (resumed,) = await claim(store, T0 + 61, node="alive")
+    assert resumed.pending_parts == (3,)
+
+
+def _mark_parts(conn: Any, mt_id: int, status: str) -> None:
+    conn.execute(sa.update(mt_parts).where(mt_parts.c.mt_id == mt_id).values(status=status, smsc="op"))
+
+
+@pytest.mark.parametrize(("part_status", "settled"), [("accepted", "submitted"), ("delivered", "delivered")])
+async def test_settle_finishes_a_resumed_mt_with_nothing_pending(store: Store, part_status: str, settled: str) -> None:
+    """settle_mt ends a claimed MT whose parts are all with the SMSC: submitted, or settled by their receipts."""
+    mt_id = await enqueue(store, request(text=LONG_TEXT))
+    await store.write(_mark_parts, mt_id, part_status)
+    (resumed,) = await claim(store, T0)
+    assert resumed.pending_parts == ()
+    progress = await unit(store, settle_mt, mt_id=mt_id, now=T0 + 2)
+    assert (progress.status, progress.parts_accepted) == (settled, 3)
+    assert (await store.read(get_mt, mt_id)).claimed_by is None  # type: ignore[union-attr]
+
+
+async def test_release_claims_requeues_this_nodes_rows(store: Store) -> None:
+    """release_claims puts only this node's sending rows back in the queue, claimable at once."""
+    mine = await enqueue(store, request(1))
+    theirs = await enqueue(store, request(2))
+    await claim(store, T0, node="a", limit=1)
+    await claim(store, T0, node="b", limit=1)
+    assert await unit(store, release_claims, node="a", now=T0 + 1) == 1
+    assert await store.read(outbox_counts) == {"queued": 1, "sending": 1}
+    assert [mt.id for mt in await claim(store, T0 + 1, node="c")] == [mine]
+    assert (await store.read(get_mt, theirs)).claimed_by == "b"  # type: ignore[union-attr]
+
+
+def test_exponential_backoff_doubles_up_to_the_cap() -> None:
+    """The default backoff is 5 s doubling per attempt, capped at 15 minutes."""
+    assert [exponential_backoff(n) for n in (1, 2, 3, 4)] == [5.0, 10.0, 20.0, 40.0]
+    assert exponential_backoff(9) == 900.0 and exponential_backoff(1000) == 900.0
+
+
+def _bulk_enqueue(conn: Any, count: int) -> None:
+    for n in range(count):
+        enqueue_mt(conn, request(n), T0, concat_ref=n % 256)
+
+
+def _slow_claim(conn: Any, **kwargs: Any) -> list[int]:
+    claimed = [mt.id for mt in claim_due(conn, **kwargs)]
+    # Keep the transaction (and its row locks) open so the other node's claims overlap it.
+    time.sleep(0.005)
+    return claimed
+
+
+# SKIP LOCKED claims are PostgreSQL's; on SQLite one writer serialises every claim anyway.
+@pytest.mark.postgresql
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_two_nodes_never_claim_the_same_row(store: Store, store_url: str) -> None:
+    """Two nodes claiming concurrently from one PostgreSQL database get disjoint rows covering all 1,000 MTs."""
+    await store.write(_bulk_enqueue, 1000)
+    other = Store.open(store_url)
+    metadata.create_all(other.engine)
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def node(name: str, s: Store) -> None:
+        while True:
+            ids = await s.write(functools.partial(_slow_claim, node=name, now=T0, limit=25, lease=600.0))
+            if not ids:
+                return
+            got[name].extend(ids)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(other.run_writer)
+            async with trio.open_nursery() as claimers:
+                claimers.start_soon(node, "a", store)
+                claimers.start_soon(node, "b", other)
+            nursery.cancel_scope.cancel()
+    finally:
+        await other.aclose()
+    assert not set(got["a"]) & set(got["b"])
+    assert len(got["a"]) + len(got["b"]) == 1000 == len(set(got["a"]) | set(got["b"]))
+    assert got["a"] and got["b"]
