@@ -21,6 +21,7 @@ import functools
 import json
 import random
 import signal
+import time
 from typing import Iterator
 
 import attrs
@@ -29,13 +30,18 @@ import trio
 
 from gatewayd.binds import SmscLink
 from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
-from gatewayd.ingest import Ingest
+from gatewayd.dispatch import Dispatcher, MoProcessor, leave_unrouted
+from gatewayd.ingest import Ingest, StoreAccept
 from gatewayd.logging import configure_logging
 from gatewayd.outbind import serve_outbind
 from gatewayd.simulator.smsc import SmscSimulator
+from gatewayd.outbox import Outbox
 from gatewayd.transport import ConnectionGone, ResponseTimeout
+from profile_store.db import Store, StoreUnavailable
+from profile_store.migrate import check_schema, current_revision, upgrade
+from profile_store.mo import expire_incomplete
 
-__all__ = ["Gateway", "serve", "SIMULATOR_SMSC_NAME", "demo_messages", "simulator_smsc"]
+__all__ = ["Gateway", "serve", "prepare_store", "SIMULATOR_SMSC_NAME", "demo_messages", "simulator_smsc"]
 
 log = structlog.get_logger("gatewayd.app")
 
@@ -79,12 +85,47 @@ def demo_messages(config: GatewayConfig, rng: random.Random, mo_file_text: str |
         yield f"3069{rng.randrange(10**8):08d}", sim.short_code, rng.choice(_DEMO_TEXTS)
 
 
+def prepare_store(config: GatewayConfig) -> str:
+    """Make sure the database is ready: a brand-new one gets the schema, any other must be current.
+
+    Runs on a worker thread (it blocks).
+
+    Returns:
+        "initialised" or "current".
+
+    Raises:
+        SchemaMismatch: the database is behind (the message names the command to run) or ahead.
+        StoreUnavailable: the database cannot be reached.
+    """
+    url = config.store.url
+    if current_revision(url) is None and not _has_tables(url):
+        upgrade(url)
+        return "initialised"
+    check_schema(url, config.path)
+    return "current"
+
+
+def _has_tables(url: str) -> bool:
+    import sqlalchemy as sa
+
+    from profile_store.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        return bool(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
 @attrs.define
 class Gateway:
     """The running daemon: its current configuration snapshot and its SMSC links."""
 
     config: GatewayConfig
     ingest: Ingest
+    store: Store | None = None
+    dispatcher: Dispatcher | None = None
+    outbox: Outbox | None = None
     links: dict[str, SmscLink] = attrs.Factory(dict)
     simulator: SmscSimulator | None = None
     _simulator_smsc: SmscConfig | None = None
@@ -139,6 +180,9 @@ class Gateway:
     async def drain(self) -> None:
         """Stop taking MTs, wait for outstanding responses (up to drain_timeout), unbind every SMSC."""
         log.info("drain_started", grace=self.config.drain_timeout)
+        if self.outbox is not None:
+            with trio.move_on_after(self.config.drain_timeout):
+                await self.outbox.stop()
         async with trio.open_nursery() as nursery:
             for link in self.links.values():
                 nursery.start_soon(link.stop, self.config.drain_timeout)
@@ -159,6 +203,20 @@ class Gateway:
                     log.info("signal_received", signal=signal.Signals(signum).name)
                     self.request_stop()
 
+    async def _expire_reassembly(self) -> None:
+        """Every few seconds, process the concatenated MOs whose missing parts never came."""
+        assert self.store is not None and self.dispatcher is not None
+        while True:
+            await trio.sleep(min(10.0, self.config.store.reassembly_timeout / 4))
+            try:
+                expired = await self.store.write(expire_incomplete, time.time(), older_than=self.config.store.reassembly_timeout)
+            except StoreUnavailable as exc:
+                log.warning("reassembly_sweep_failed", error=str(exc))
+                continue
+            for mo in expired:
+                log.warning("mo_reassembly_expired", mo_id=mo.id, parts=mo.parts, smsc=mo.smsc)
+                self.dispatcher.submit(mo)
+
     async def _feed_demo(self, simulator: SmscSimulator) -> None:
         rate = self.config.simulator.demo_mo_per_second
         if rate <= 0 and self.config.simulator.mo_file is None:
@@ -176,36 +234,66 @@ class Gateway:
                 await trio.sleep(1.0 / rate)
 
 
-async def serve(config: GatewayConfig, *, handle_signals: bool = True, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the gateway until SIGTERM/SIGINT (or :meth:`Gateway.request_stop`), then drain and return."""
-    await trio.Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(config=config, ingest=Ingest())
-    async with trio.open_nursery() as root:
-        if handle_signals:
-            await root.start(gateway._watch_signals)
-        if config.simulator_active:
-            sim = config.simulator
-            gateway.simulator = SmscSimulator(system_id=sim.system_id, password=sim.password, delivery_receipts=sim.delivery_receipts)
-            port = await root.start(gateway.simulator.serve, sim.host, sim.port)
-            gateway._simulator_smsc = simulator_smsc(config, port)
-            root.start_soon(gateway._feed_demo, gateway.simulator)
-        if config.outbind is not None:
-            handler = functools.partial(gateway.ingest.handle, smsc="outbind")
-            await root.start(serve_outbind, config.outbind, handler)
-        async with trio.open_nursery() as links:
-            gateway._links_nursery = links
-            for cfg in gateway.smscs(config):
-                await gateway._start_link(cfg)
-            log.info(
-                "gateway_started",
-                smscs=[c.name for c in gateway.smscs(config)],
-                state_dir=str(config.state_dir),
-                config=str(config.path) if config.path else None,
-            )
-            task_status.started(gateway)
-            await gateway._stopping.wait()
-            await gateway.drain()
-            links.cancel_scope.cancel()
-        root.cancel_scope.cancel()
-    log.info("gateway_stopped")
+async def serve(
+    config: GatewayConfig,
+    *,
+    handle_signals: bool = True,
+    processor: MoProcessor = leave_unrouted,
+    task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or :meth:`Gateway.request_stop`), then drain and return.
 
+    Raises:
+        SchemaMismatch, StoreUnavailable: the database is not usable; nothing was started.
+    """
+    await trio.Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    outcome = await trio.to_thread.run_sync(prepare_store, config)
+    if outcome == "initialised":
+        log.info("store_initialised", url=config.store.url if "@" not in config.store.url else "(database)")
+    store = Store.open(config.store.url)
+    gateway = Gateway(config=config, ingest=Ingest(), store=store)
+    gateway.outbox = Outbox(store, gateway.links, node=config.node, max_attempts=config.store.mt_max_attempts)
+    gateway.dispatcher = Dispatcher(store, processor, on_enqueued=gateway.outbox.wake)
+    gateway.ingest.accept = StoreAccept(
+        store,
+        settings=config.store,
+        message_id_format=lambda name: gateway.links[name].cfg.message_id_format if name in gateway.links else "string",
+        on_mo=gateway.dispatcher.submit,
+    )
+    try:
+        async with trio.open_nursery() as root:
+            await root.start(store.run_writer)
+            if handle_signals:
+                await root.start(gateway._watch_signals)
+            await root.start(gateway.dispatcher.run)
+            await root.start(gateway.outbox.run)
+            root.start_soon(gateway._expire_reassembly)
+            if config.simulator_active:
+                sim = config.simulator
+                gateway.simulator = SmscSimulator(system_id=sim.system_id, password=sim.password, delivery_receipts=sim.delivery_receipts)
+                port = await root.start(gateway.simulator.serve, sim.host, sim.port)
+                gateway._simulator_smsc = simulator_smsc(config, port)
+                root.start_soon(gateway._feed_demo, gateway.simulator)
+            if config.outbind is not None:
+                handler = functools.partial(gateway.ingest.handle, smsc="outbind")
+                await root.start(serve_outbind, config.outbind, handler)
+            async with trio.open_nursery() as links:
+                gateway._links_nursery = links
+                for cfg in gateway.smscs(config):
+                    await gateway._start_link(cfg)
+                log.info(
+                    "gateway_started",
+                    smscs=[c.name for c in gateway.smscs(config)],
+                    state_dir=str(config.state_dir),
+                    config=str(config.path) if config.path else None,
+                    node=config.node,
+                )
+                task_status.started(gateway)
+                await gateway._stopping.wait()
+                await gateway.drain()
+                links.cancel_scope.cancel()
+            root.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+    log.info("gateway_stopped")

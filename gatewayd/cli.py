@@ -98,12 +98,18 @@ def _check_config(path: Path | None) -> int:
 def _run(path: Path | None) -> int:
     from gatewayd.app import serve
     from gatewayd.logging import configure_logging
+    from profile_store.db import StoreError
 
     config = _load(path)
     if config is None:
         return 1
     configure_logging(config.log_level, config.log_format)
-    trio.run(serve, config)
+    try:
+        trio.run(serve, config)
+    except StoreError as exc:
+        # Raised before anything started: the database is unreachable or its schema does not match.
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,20 +10,28 @@ acknowledge with. The acknowledgement goes out only after ``accept`` returns, so
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Awaitable, Callable, Iterable
 
 import attrs
 import structlog
 import trio
 
+from gatewayd.config import StoreConfig
 from gatewayd.smpp.constants import CommandStatus, Tag, describe_status
 from gatewayd.smpp.errors import LocalProtocolError
 from gatewayd.smpp.pdus import AlertNotification, DataSm, DeliverSm, Pdu, find_tlv
 from gatewayd.smpp.text import decode_short_message
 from gatewayd.smpp.udh import ConcatInfo, concat_info
+from gatewayd.smpp.receipts import normalise_message_id, parse_receipt
 from gatewayd.transport import SmppConnection
+from profile_store.db import Store, StoreUnavailable
+from profile_store.dlr import record_receipt
+from profile_store.mo import MoPartIn, sar_tlvs, store_mo_part
+from profile_store.subscribers import InvalidNumber
+from profile_store.values import StoredMo
 
-__all__ = ["InboundMessage", "Ingest", "Accept", "acknowledge_only"]
+__all__ = ["InboundMessage", "Ingest", "Accept", "acknowledge_only", "StoreAccept"]
 
 log = structlog.get_logger("gatewayd.ingest")
 
@@ -77,6 +85,90 @@ Accept = Callable[[InboundMessage], Awaitable[int]]
 async def acknowledge_only(message: InboundMessage) -> int:
     """The pipeline until the store and routing take over: accept everything."""
     return CommandStatus.ESME_ROK
+
+
+class StoreAccept:
+    """The accept hook with a store: keep each MO part or receipt durably, then acknowledge.
+
+    ESME_ROK is returned only once the part is committed; when the store cannot take it,
+    ESME_RX_T_APPN makes the SMSC keep the message and deliver it again later. A redelivery
+    is acknowledged and not processed again. A part that completes a message hands the
+    assembled MO to ``on_mo`` (the dispatcher).
+
+    Args:
+        store: the store, its writer running.
+        settings: the ``[store]`` settings (dedupe window, reassembly, receipt grace, region).
+        message_id_format: the SMSC's message_id_format, by SMSC name (for receipts).
+        on_mo: called with each newly complete MO after its commit.
+        clock: wall-clock seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        settings: StoreConfig,
+        message_id_format: Callable[[str], str] = lambda smsc: "string",
+        on_mo: Callable[[StoredMo], None] = lambda mo: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self._format = message_id_format
+        self._on_mo = on_mo
+        self._clock = clock
+
+    async def __call__(self, message: InboundMessage) -> int:
+        try:
+            if message.is_receipt:
+                await self._receipt(message)
+            else:
+                await self._mo(message)
+        except StoreUnavailable as exc:
+            log.error("message_not_stored", smsc=message.smsc, error=str(exc))
+            return CommandStatus.ESME_RX_T_APPN
+        return CommandStatus.ESME_ROK
+
+    async def _mo(self, message: InboundMessage) -> None:
+        pdu = message.pdu
+        assert isinstance(pdu, (DeliverSm, DataSm))
+        part = MoPartIn(
+            smsc=message.smsc,
+            source_addr=message.source_addr,
+            source_addr_ton=pdu.source_addr_ton,
+            short_code=message.destination_addr,
+            esm_class=pdu.esm_class,
+            data_coding=pdu.data_coding,
+            payload=pdu.payload,
+            text=message.text,
+            concat=message.concat,
+            sar=sar_tlvs(pdu.tlvs),
+            received_at=message.received_at.timestamp(),
+        )
+        try:
+            stored = await self.store.write(
+                store_mo_part,
+                part,
+                self._clock(),
+                dedupe_window=self.settings.dedupe_window,
+                reassembly_window=self.settings.reassembly_timeout,
+                default_region=self.settings.default_region,
+            )
+        except InvalidNumber as exc:
+            # Nobody to answer or to keep a profile for; the SMSC must not retry it either.
+            log.warning("mo_unaddressable", smsc=message.smsc, source_addr=message.source_addr, reason=str(exc))
+            return
+        if stored.duplicate:
+            log.info("mo_duplicate", smsc=message.smsc, part_id=stored.part_id)
+        elif stored.mo is not None:
+            self._on_mo(stored.mo)
+
+    async def _receipt(self, message: InboundMessage) -> None:
+        receipt = parse_receipt(message.text, message.pdu.tlvs if isinstance(message.pdu, (DeliverSm, DataSm)) else ())
+        message_id = normalise_message_id(receipt.message_id or "", self._format(message.smsc), from_receipt=True)
+        recorded = await self.store.write(record_receipt, message.smsc, receipt, message_id, self._clock())
+        if not recorded.matched:
+            log.info("receipt_held", smsc=message.smsc, message_id=message_id, stat=receipt.stat)
 
 
 class Ingest:

@@ -273,4 +273,6 @@ def configure_logging(
     root.setLevel(_LEVELS[level])
     # smpplib warns about every unknown TLV; at any real traffic that floods the journal.
     logging.getLogger("smpplib").setLevel(logging.ERROR)
+    # Migrations narrate every step at INFO; the daemon logs its own store_initialised line.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
