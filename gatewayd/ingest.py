@@ -28,7 +28,7 @@ from gatewayd.transport import SmppConnection
 from profile_store.db import Store, StoreUnavailable
 from profile_store.dlr import record_receipt
 from profile_store.mo import MoPartIn, sar_tlvs, store_mo_part
-from profile_store.subscribers import InvalidNumber
+from profile_store.subscribers import InvalidNumber, normalise_msisdn
 from profile_store.values import StoredMo
 
 __all__ = ["InboundMessage", "Ingest", "Accept", "acknowledge_only", "StoreAccept"]
@@ -166,9 +166,16 @@ class StoreAccept:
     async def _receipt(self, message: InboundMessage) -> None:
         receipt = parse_receipt(message.text, message.pdu.tlvs if isinstance(message.pdu, (DeliverSm, DataSm)) else ())
         message_id = normalise_message_id(receipt.message_id or "", self._format(message.smsc), from_receipt=True)
-        recorded = await self.store.write(record_receipt, message.smsc, receipt, message_id, self._clock())
+        pdu = message.pdu
+        try:
+            recipient: str | None = normalise_msisdn(message.source_addr, ton=getattr(pdu, "source_addr_ton", 1), default_region=self.settings.default_region)
+        except InvalidNumber:
+            recipient = None
+        recorded = await self.store.write(record_receipt, message.smsc, receipt, message_id, self._clock(), recipient=recipient)
         if not recorded.matched:
             log.info("receipt_held", smsc=message.smsc, message_id=message_id, stat=receipt.stat)
+        elif recorded.by_content:
+            log.info("receipt_matched_by_content", smsc=message.smsc, message_id=message_id, mt_id=recorded.mt_id)
 
 
 class Ingest:

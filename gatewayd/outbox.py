@@ -165,6 +165,15 @@ class Outbox:
         """Claim and send until :meth:`stop`; then release this node's unfinished claims."""
         self._running = True
         try:
+            # Claims still held under this node's name belong to a previous run of this node
+            # that died (two live nodes never share a name): resume them now, not after the lease.
+            try:
+                resumed = await self.store.write(functools.partial(release_claims, node=self.node, now=self._clock()))
+            except StoreError as exc:
+                resumed = 0
+                log.warning("mt_claim_failed", error=str(exc))
+            if resumed:
+                log.info("mt_claims_resumed", node=self.node, count=resumed)
             async with trio.open_nursery() as nursery:
                 task_status.started()
                 await self._claim_loop(nursery)

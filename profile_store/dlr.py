@@ -6,6 +6,12 @@ submit_sm_resp that carries the id (the receipt overtakes the response, or the r
 unit is still queued for the writer), so an unmatched receipt is held: when the id is stored,
 :func:`apply_held_receipts` applies the receipts that arrived within a grace period.
 
+A receipt whose id is unknown may still belong to one of our MTs: when a gateway dies
+after the SMSC accepted a submit_sm but before the id was stored, the MT is sent again and
+the first submission's receipt carries an id nobody recorded. Such a receipt is matched by
+its recipient and the start of its text (``text:``) to a part submitted recently to the same
+subscriber through the same SMSC (:func:`record_receipt`, ``recipient``).
+
 A part's status follows its receipts until one is final (delivered, undelivered, expired);
 a final status is never changed by a later receipt (a duplicate, or an out-of-order
 intermediate notification). The MT's status is recomputed from its parts (see
@@ -21,7 +27,7 @@ import sqlalchemy as sa
 from gatewayd.smpp.constants import MessageState
 from gatewayd.smpp.receipts import DeliveryReceipt, final_status
 from profile_store.locks import lock_key
-from profile_store.schema import dlr_events, mt_messages, mt_parts
+from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
 __all__ = ["record_receipt", "apply_held_receipts", "refresh_mt_status", "unmatched_receipts"]
@@ -64,7 +70,14 @@ def _lock(conn: sa.Connection, smsc: str, message_id: str) -> None:
 
 
 def record_receipt(
-    conn: sa.Connection, smsc: str, receipt: DeliveryReceipt, message_id: str, now: float
+    conn: sa.Connection,
+    smsc: str,
+    receipt: DeliveryReceipt,
+    message_id: str,
+    now: float,
+    *,
+    recipient: str | None = None,
+    content_window: float = 86_400.0,
 ) -> ReceiptRecorded:
     """Store a receipt and apply it to its MT part when that part is known.
 
@@ -75,6 +88,9 @@ def record_receipt(
         message_id: the receipt's id normalised with
             :func:`gatewayd.smpp.receipts.normalise_message_id` (``from_receipt=True``).
         now: epoch seconds (``received_at``, and the part's ``done_at`` when final).
+        recipient: the receipt's source address in E.164 (the handset); enables matching by
+            content when the id is unknown.
+        content_window: how far back, in seconds, a submission may be matched by content.
 
     Returns:
         Whether it matched, and the part's and MT's statuses afterwards. Unmatched receipts
@@ -88,6 +104,10 @@ def record_receipt(
         .order_by(mt_parts.c.id.desc())
         .limit(1)
     ).first()
+    by_content = False
+    if part is None and recipient and receipt.text:
+        part = _match_by_content(conn, smsc, recipient, receipt.text, now - content_window)
+        by_content = part is not None
     event = {
         "smsc": smsc,
         "smsc_message_id": message_id,
@@ -103,7 +123,29 @@ def record_receipt(
         return ReceiptRecorded.from_row(row)
     part_status = _apply(conn, part.id, receipt, now)
     mt_status = refresh_mt_status(conn, part.mt_id, now)
-    return ReceiptRecorded.from_row(row, mt_id=part.mt_id, part_status=part_status, mt_status=mt_status)
+    return ReceiptRecorded.from_row(row, mt_id=part.mt_id, part_status=part_status, mt_status=mt_status, by_content=by_content)
+
+
+def _match_by_content(conn: sa.Connection, smsc: str, recipient: str, text: str, since: float) -> sa.Row[Any] | None:
+    """The latest first part submitted to ``recipient`` through ``smsc`` whose MT text starts with ``text``.
+
+    SMSCs quote the first characters of the message in ``text:``, so only first parts can be
+    recognised; a receipt for a later part of a resubmitted MT stays unmatched.
+    """
+    p, m = mt_parts.c, mt_messages.c
+    return conn.execute(
+        sa.select(p.id, p.mt_id)
+        .select_from(mt_parts.join(mt_messages, p.mt_id == m.id).join(subscribers, m.subscriber_id == subscribers.c.id))
+        .where(
+            subscribers.c.msisdn == recipient,
+            p.smsc == smsc,
+            p.part_index == 1,
+            p.submitted_at >= since,
+            sa.func.substr(m.text, 1, len(text)) == text,
+        )
+        .order_by(p.id.desc())
+        .limit(1)
+    ).first()
 
 
 def _apply(conn: sa.Connection, part_id: int, receipt: DeliveryReceipt, now: float) -> str:

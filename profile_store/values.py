@@ -158,10 +158,18 @@ class ReceiptRecorded:
     part_status: str | None
     #: The MT's status after the receipt (None when unmatched).
     mt_status: str | None
+    #: Matched by recipient and text, not by id (a submission whose id was never stored).
+    by_content: bool = False
 
     @classmethod
     def from_row(
-        cls, row: Row, *, mt_id: int | None = None, part_status: str | None = None, mt_status: str | None = None
+        cls,
+        row: Row,
+        *,
+        mt_id: int | None = None,
+        part_status: str | None = None,
+        mt_status: str | None = None,
+        by_content: bool = False,
     ) -> "ReceiptRecorded":
         """Build from the ``dlr_events`` row written, with what it did to its part and MT."""
         part_id = row["mt_part_id"]
@@ -172,4 +180,5 @@ class ReceiptRecorded:
             mt_id=mt_id,
             part_status=part_status,
             mt_status=mt_status,
+            by_content=by_content,
         )

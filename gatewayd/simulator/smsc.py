@@ -94,6 +94,9 @@ class SmscSimulator:
         self.name = name
         self.delivery_receipts = delivery_receipts
         self.receipt_delay = receipt_delay
+        #: Attempts at delivering a receipt, and the pause between them.
+        self.receipt_attempts = 120
+        self.receipt_retry_delay = 0.5
         self.session_config = session_config or SessionConfig(window=100, enquire_link_interval=30.0)
         self.faults = Faults()
         self._clock = clock
@@ -213,11 +216,18 @@ class SmscSimulator:
                 (Tag.MESSAGE_STATE, bytes([MessageState.DELIVERED])),
             ),
         )
-        try:
-            await self.deliver(receipt)
-            self.stats["receipts_sent"] += 1
-        except (ConnectionGone, ResponseTimeout, LookupError):
-            self.stats["receipts_lost"] += 1
+        # Like an operator SMSC, keep a receipt until the ESME acknowledges it.
+        for _ in range(self.receipt_attempts):
+            try:
+                response = await self.deliver(receipt)
+            except (ConnectionGone, ResponseTimeout, LookupError):
+                response = None
+            if response is not None and response.ok:
+                self.stats["receipts_sent"] += 1
+                return
+            self.stats["receipts_retried"] += 1
+            await trio.sleep(self.receipt_retry_delay)
+        self.stats["receipts_lost"] += 1
 
     def _notify_bound(self) -> None:
         self._bound_changed.set()

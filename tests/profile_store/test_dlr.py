@@ -246,3 +246,18 @@ async def test_through_the_store(store: Store) -> None:
     assert (done.matched, done.mt_status) == (True, "delivered")
     count: Callable[..., int] = functools.partial(unmatched_receipts, older_than=0, now=T0 + 1)
     assert await store.read(count) == 0
+
+
+def test_receipt_for_an_unrecorded_submission_matches_by_content(engine: sa.Engine) -> None:
+    """A receipt whose id was never stored (the gateway died before the submit_sm_resp) matches its MT by recipient and text."""
+    mt_id, parts = run(engine, make_mt, ["resubmitted-id"])
+    recorded = run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 5, recipient="+447700900123")
+    assert recorded.matched and recorded.by_content and recorded.mt_part_id == parts[0]
+    assert recorded.mt_status == "delivered"
+
+
+def test_content_matching_needs_the_same_recipient(engine: sa.Engine) -> None:
+    """A receipt for another number, or without a recipient, is not matched by content."""
+    run(engine, make_mt, ["resubmitted-id"])
+    assert not run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 5, recipient="+306900000000").matched
+    assert not run(engine, record_receipt, SMSC, receipt("lost-id-2"), "lost-id-2", T0 + 5).matched
