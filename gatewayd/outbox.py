@@ -57,6 +57,10 @@ log = structlog.get_logger("gatewayd.outbox")
 NO_BIND = "no bind"
 
 
+#: Tries at storing an accepted part before the outcome is given up (and the MT resent later).
+ACCEPT_STORE_ATTEMPTS = 6
+
+
 class _Failure(Exception):
     """An attempt ended early; carries what attempt_failed needs."""
 
@@ -300,21 +304,31 @@ class Outbox:
             if part.index not in pending:
                 continue
             message_id = await self._submit_part(mt, link, part)
-            progress = await self.store.write(
-                functools.partial(
-                    part_accepted,
-                    mt_id=mt.id,
-                    part_index=part.index,
-                    smsc=link.cfg.name,
-                    smsc_message_id=message_id,
-                    submit_status=int(CommandStatus.ESME_ROK),
-                    now=self._clock(),
-                )
-            )
+            progress = await self._record_accepted(mt, part.index, link.cfg.name, message_id)
         if progress is None:
             # Nothing was pending (every part was accepted before a crash): settle the MT.
             progress = await self.store.write(functools.partial(settle_mt, mt_id=mt.id, now=self._clock()))
         return progress
+
+    async def _record_accepted(self, mt: ClaimedMt, index: int, smsc: str, message_id: str) -> MtProgress:
+        """Store that the SMSC accepted a part, trying hard: failing here means sending it twice."""
+        for attempt in range(ACCEPT_STORE_ATTEMPTS):
+            try:
+                return await self.store.write(
+                    part_accepted,
+                    mt_id=mt.id,
+                    part_index=index,
+                    smsc=smsc,
+                    smsc_message_id=message_id,
+                    submit_status=int(CommandStatus.ESME_ROK),
+                    now=self._clock(),
+                )
+            except StoreError as exc:
+                if attempt + 1 == ACCEPT_STORE_ATTEMPTS:
+                    raise
+                log.warning("mt_outcome_store_retry", mt_id=mt.id, error=str(exc))
+                await trio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _submit_part(self, mt: ClaimedMt, link: SmscLink, part: MessagePart) -> str:
         """Send one part; its normalised message id, or raise _Failure."""

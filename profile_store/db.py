@@ -15,6 +15,7 @@ under trio's event loop; see the README.
 from __future__ import annotations
 
 import functools
+import random
 import time
 from typing import Any, Callable, TypeVar
 
@@ -31,8 +32,9 @@ log = structlog.get_logger("profile_store.db")
 
 T = TypeVar("T")
 
-#: Transient failures of a whole batch are retried this many times before giving up.
-COMMIT_ATTEMPTS = 3
+#: Transient failures of a whole batch (deadlock, lock timeout, lost connection) are retried
+#: this many times before the batch's callers are told the store is unavailable.
+COMMIT_ATTEMPTS = 8
 
 
 class StoreError(Exception):
@@ -189,7 +191,8 @@ class Store:
                 continue
             except sa.exc.DBAPIError as exc:
                 if attempt < COMMIT_ATTEMPTS and _transient(exc):
-                    time.sleep(0.05 * 2**attempt)
+                    # Jitter: two nodes whose batches deadlocked must not collide again in step.
+                    time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
                     continue
                 error = StoreUnavailable(f"commit failed: {exc.orig!r}")
                 for unit in batch:
@@ -203,10 +206,19 @@ class Store:
 
     @staticmethod
     def _run_plain(conn: Connection, batch: list[_Unit]) -> bool:
-        """Run every unit; False as soon as one raises (the caller rolls back)."""
+        """Run every unit; False as soon as one raises (the caller rolls back).
+
+        Raises:
+            sa.exc.DBAPIError: a transient database error (deadlock, lost connection): the
+                whole batch is retried, it is nobody's fault.
+        """
         for unit in batch:
             try:
                 unit.result = unit.fn(conn, *unit.args)
+            except sa.exc.DBAPIError as exc:
+                if _transient(exc):
+                    raise
+                return False
             except Exception:
                 return False
         return True
@@ -217,6 +229,11 @@ class Store:
             savepoint = conn.begin_nested()
             try:
                 unit.result = unit.fn(conn, *unit.args)
+            except sa.exc.DBAPIError as exc:
+                savepoint.rollback()
+                if _transient(exc):
+                    raise
+                unit.error = exc
             except Exception as exc:
                 savepoint.rollback()
                 unit.error = exc

@@ -164,7 +164,7 @@ class SmscSimulator:
         conn.answer(bind.response(status, self.name))
         if status == CommandStatus.ESME_ROK:
             self.stats["binds_accepted"] += 1
-            conn.name = f"{self.name}-{bind.mode.value}"
+            conn.name = f"{self.name}-{bind.mode.value}-{self.stats['binds_accepted']}"
             self.connections.append(conn)
             self._notify_bound()
         else:
@@ -193,6 +193,7 @@ class SmscSimulator:
         message_id = f"{next(self._ids):08x}"
         self.submitted.append(pdu)
         self.stats["submits_accepted"] += 1
+        self.stats[f"submits_accepted:{conn.name}"] += 1
         conn.answer(pdu.response(CommandStatus.ESME_ROK, message_id))
         if self.delivery_receipts and pdu.registered_delivery & 0x03 and self._nursery is not None:
             self._nursery.start_soon(self._send_receipt, pdu, message_id, self._clock())

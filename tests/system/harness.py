@@ -50,11 +50,12 @@ def write_config(path: Path, *, port: int, url: str, node: str = "n1") -> Path:
 
 
 async def start_drill(config: Path) -> trio.Process:
-    """Start ``python -m gatewayd.drill`` (a gateway that replies to every MO)."""
+    """Start ``python -m gatewayd.drill`` (a gateway that replies to every MO); its log goes next to the config."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gatewayd.drill", "--config", str(config)], stdout=subprocess.DEVNULL, env=env
-    )
+    with open(config.with_suffix(".log"), "ab") as log:
+        return await trio.lowlevel.open_process(
+            [sys.executable, "-m", "gatewayd.drill", "--config", str(config)], stdout=log, env=env
+        )
 
 
 async def stop(proc: trio.Process) -> int:
