@@ -1,0 +1,76 @@
+"""Ingest with the store: an MO is acknowledged only once committed; no store, no acknowledgement."""
+
+from __future__ import annotations
+
+import functools
+
+import sqlalchemy as sa
+import trio
+
+from gatewayd.binds import SmscLink
+from gatewayd.config import StoreConfig
+from gatewayd.ingest import Ingest, StoreAccept
+from gatewayd.simulator.smsc import SmscSimulator
+from gatewayd.smpp.constants import CommandStatus
+from gatewayd.smpp.text import ConcatMethod
+from profile_store.db import Store, make_engine
+from tests.gatewayd.conftest import memory_connector, smsc_config
+
+
+async def _link(simulator: SmscSimulator, nursery: trio.Nursery, accept: StoreAccept) -> SmscLink:
+    ingest = Ingest(accept)
+    cfg = smsc_config()
+    link = SmscLink(cfg, functools.partial(ingest.handle, smsc=cfg.name), connect=memory_connector(simulator, nursery))
+    await nursery.start(link.run)
+    await link.wait_bound()
+    return link
+
+
+def _count(url: str, sql: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+async def test_acknowledged_mo_is_already_committed(nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str) -> None:
+    """When the SMSC receives ESME_ROK, another connection already sees the MO in the database."""
+    handed_over = []
+    accept = StoreAccept(store, settings=StoreConfig(url=store_url), on_mo=handed_over.append)
+    await _link(simulator, nursery, accept)
+    assert await simulator.inject_mo("447700900123", "4160", "VOTE GRE") == [CommandStatus.ESME_ROK]
+    assert _count(store_url, "SELECT count(*) FROM mo_messages WHERE text = 'VOTE GRE'") == 1
+    assert [mo.text for mo in handed_over] == ["VOTE GRE"]
+
+
+async def test_redelivery_is_acknowledged_and_stored_once(nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str) -> None:
+    """The same MO delivered twice is acknowledged twice, stored and handed over once."""
+    handed_over = []
+    accept = StoreAccept(store, settings=StoreConfig(url=store_url), on_mo=handed_over.append)
+    await _link(simulator, nursery, accept)
+    pdu = simulator.mo_pdus("447700900123", "4160", "VOTE POR")[0]
+    assert (await simulator.deliver(pdu)).ok and (await simulator.deliver(pdu)).ok
+    assert _count(store_url, "SELECT count(*) FROM mo_messages") == 1
+    assert len(handed_over) == 1
+
+
+async def test_concatenated_mo_is_handed_over_when_complete(nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str) -> None:
+    """A three-part MO (16-bit references) is acknowledged part by part and handed over once, whole."""
+    handed_over = []
+    accept = StoreAccept(store, settings=StoreConfig(url=store_url), on_mo=handed_over.append)
+    await _link(simulator, nursery, accept)
+    text = "Ψηφίζω για την Ελλάδα! " * 8
+    statuses = await simulator.inject_mo("306912345678", "4160", text, method=ConcatMethod.UDH16)
+    assert statuses == [CommandStatus.ESME_ROK] * 3
+    assert [mo.text for mo in handed_over] == [text]
+
+
+async def test_store_unavailable_answers_temporary_error(nursery: trio.Nursery, simulator: SmscSimulator, store_url: str) -> None:
+    """With the store down the MO is answered ESME_RX_T_APPN, so the SMSC keeps it and retries."""
+    down = Store.open(store_url)  # its writer never runs: every write is refused
+    accept = StoreAccept(down, settings=StoreConfig(url=store_url))
+    await _link(simulator, nursery, accept)
+    assert await simulator.inject_mo("447700900123", "4160", "VOTE GRE") == [CommandStatus.ESME_RX_T_APPN]
+    await down.aclose()
