@@ -26,7 +26,7 @@ from profile_store.db import Store, StoreUnavailable
 from profile_store.mo import mark_mo, pending_mos
 from profile_store.mt import MtRequest, enqueue_mt
 from profile_store.schema import mo_messages
-from profile_store.values import StoredMo
+from profile_store.values import MoStatus, StoredMo
 from gatewayd.smpp.text import ConcatReferences
 
 __all__ = ["Decision", "MoProcessor", "Dispatcher", "leave_unrouted", "process_mo"]
@@ -62,6 +62,15 @@ class Processed:
     fresh: bool
 
 
+# Built once: SQLAlchemy then reuses the compiled statements for every MO.
+_CLAIM = (
+    sa.update(mo_messages)
+    .where(mo_messages.c.id == sa.bindparam("mo_id"), mo_messages.c.status == MoStatus.STORED.value)
+    .values(status=MoStatus.PROCESSED.value, processed_at=sa.bindparam("now"))
+)
+_RECORD_ROUTE = sa.update(mo_messages).where(mo_messages.c.id == sa.bindparam("mo_id")).values(route=sa.bindparam("new_route"))
+
+
 def process_mo(conn: sa.Connection, mo: StoredMo, now: float, processor: MoProcessor, next_ref: Callable[[str], int]) -> Processed:
     """The unit of work for one MO: decide, enqueue the replies, mark the MO processed.
 
@@ -71,15 +80,12 @@ def process_mo(conn: sa.Connection, mo: StoredMo, now: float, processor: MoProce
     Args:
         next_ref: gives the concatenation reference for a reply to a number.
     """
-    t = mo_messages
-    claimed = conn.execute(
-        sa.update(t).where(t.c.id == mo.id, t.c.status == "stored").values(status="processed", processed_at=now)
-    ).rowcount
+    claimed = conn.execute(_CLAIM, {"mo_id": mo.id, "now": now}).rowcount
     if not claimed:
         return Processed(mo.id, mo.route or "", (), fresh=False)
     decision = processor(conn, mo, now)
     mt_ids = tuple(enqueue_mt(conn, request, now, concat_ref=next_ref(request.msisdn)).id for request in decision.replies)
-    conn.execute(sa.update(t).where(t.c.id == mo.id).values(route=decision.route))
+    conn.execute(_RECORD_ROUTE, {"mo_id": mo.id, "new_route": decision.route})
     return Processed(mo.id, decision.route, mt_ids, fresh=True)
 
 
@@ -114,6 +120,8 @@ class Dispatcher:
         self._clock = clock
         self._send, self._receive = trio.open_memory_channel[StoredMo](queue_size)
         self._refs = ConcatReferences(8)
+        # MOs waiting in the channel and MOs being processed: the sweep must not add them again.
+        self._queued: set[int] = set()
         self._busy: set[int] = set()
         #: MOs processed, MOs whose processor raised, MTs enqueued.
         self.processed = 0
@@ -122,10 +130,14 @@ class Dispatcher:
 
     def submit(self, mo: StoredMo) -> None:
         """Hand over a freshly stored MO; never blocks (the sweep catches what does not fit)."""
+        if mo.id in self._queued or mo.id in self._busy:
+            return
         try:
             self._send.send_nowait(mo)
         except trio.WouldBlock:
             log.warning("dispatch_queue_full", mo_id=mo.id)
+        else:
+            self._queued.add(mo.id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Process MOs until cancelled, starting with those a previous run left ``stored``."""
@@ -145,7 +157,8 @@ class Dispatcher:
                     log.warning("dispatch_sweep_failed", error=str(exc))
                     break
                 for mo in batch:
-                    if mo.id not in self._busy:
+                    if mo.id not in self._busy and mo.id not in self._queued:
+                        self._queued.add(mo.id)
                         await self._send.send(mo)
                 if len(batch) < 500:
                     break
@@ -154,6 +167,7 @@ class Dispatcher:
 
     async def _worker(self) -> None:
         async for mo in self._receive:
+            self._queued.discard(mo.id)
             if mo.id in self._busy:
                 continue
             self._busy.add(mo.id)

@@ -15,6 +15,9 @@ import sqlalchemy as sa
 
 __all__ = ["lock_key"]
 
+# Built once, so taking a lock costs one round trip and no statement compilation.
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(sa.bindparam("key", type_=sa.BigInteger))
+
 
 def lock_key(conn: sa.Connection, key: str) -> None:
     """Hold a lock on ``key`` until the transaction ends (PostgreSQL; nothing on SQLite).
@@ -26,4 +29,4 @@ def lock_key(conn: sa.Connection, key: str) -> None:
     if conn.dialect.name != "postgresql":
         return
     number = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": number})
+    conn.execute(_LOCK, {"key": number})

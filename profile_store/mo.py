@@ -26,7 +26,7 @@ from gatewayd.smpp.constants import Tag
 from gatewayd.smpp.udh import ConcatInfo
 from profile_store.locks import lock_key
 from profile_store.schema import MO_STATUSES, mo_messages, mo_parts, subscribers
-from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
+from profile_store.subscribers import normalise_msisdn, upsert_statement
 from profile_store.values import MoPartStatus, MoStatus, MoStored, StoredMo
 
 __all__ = [
@@ -112,10 +112,76 @@ def _concat_key(msisdn: str, short_code: str, concat: ConcatInfo) -> str:
     return f"{msisdn}|{short_code}|{concat.method.value}|{concat.reference}|{concat.total}"
 
 
-def _mo_select() -> sa.Select[Any]:
-    return sa.select(*mo_messages.c, subscribers.c.msisdn).join(
-        subscribers, subscribers.c.id == mo_messages.c.subscriber_id
+# Every statement of the MO path is built once: SQLAlchemy then reuses its compiled form and
+# cache key, which costs far less than building a statement per MO.
+_MO_SELECT = sa.select(*mo_messages.c, subscribers.c.msisdn).join(
+    subscribers, subscribers.c.id == mo_messages.c.subscriber_id
+)
+_GET_MO = _MO_SELECT.where(mo_messages.c.id == sa.bindparam("mo_id"))
+_PENDING_MOS = (
+    _MO_SELECT.where(mo_messages.c.status == MoStatus.STORED.value, mo_messages.c.id > sa.bindparam("after_id"))
+    .order_by(mo_messages.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_INSERT_MO = sa.insert(mo_messages)
+_INSERT_PART = sa.insert(mo_parts)
+
+
+def _twin_condition(late: bool) -> sa.ColumnElement[bool]:
+    """An earlier part this one redelivers (parameters: see :func:`_twin_params`)."""
+    c = mo_parts.c
+    same = sa.and_(c.smsc == sa.bindparam("smsc"), c.dedupe_key == sa.bindparam("dedupe_key"))
+    recent = c.received_at.between(sa.bindparam("lo"), sa.bindparam("hi"))
+    if not late:
+        return sa.and_(same, recent)
+    assembled = sa.and_(
+        c.status == MoPartStatus.ASSEMBLED.value,
+        c.received_at.between(sa.bindparam("late_lo"), sa.bindparam("late_hi")),
     )
+    # The range covering both windows keeps the lookup on the (smsc, dedupe_key, received_at)
+    # index; without it SQLite may answer the OR with a scan of every recently assembled part.
+    either = c.received_at.between(sa.bindparam("any_lo"), sa.bindparam("any_hi"))
+    return sa.and_(same, either, sa.or_(recent, assembled))
+
+
+#: The earliest twin's id, by whether late redeliveries of assembled parts count.
+_TWIN = {
+    late: sa.select(mo_parts.c.id).where(_twin_condition(late)).order_by(mo_parts.c.id).limit(1)
+    for late in (False, True)
+}
+#: Records the sender as seen and returns its id, unless the part has a twin (no row then):
+#: a fresh part, the common case, costs one statement for both.
+_SUBSCRIBER_UNLESS_TWIN = {
+    (dialect, late): upsert_statement(dialect, unless=sa.exists().where(_twin_condition(late)))
+    for dialect in ("sqlite", "postgresql")
+    for late in (False, True)
+}
+_PENDING = (
+    sa.select(
+        mo_parts.c.id,
+        mo_parts.c.smsc,
+        mo_parts.c.subscriber_id,
+        mo_parts.c.short_code,
+        mo_parts.c.part_index,
+        mo_parts.c.part_total,
+        mo_parts.c.data_coding,
+        mo_parts.c.text,
+        mo_parts.c.received_at,
+    )
+    .where(mo_parts.c.concat_key == sa.bindparam("concat_key"), mo_parts.c.status == MoPartStatus.PENDING.value)
+    .order_by(mo_parts.c.part_index, mo_parts.c.id)
+)
+_ATTACH = (
+    sa.update(mo_parts)
+    .where(mo_parts.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(status=sa.bindparam("new_status"), mo_id=sa.bindparam("new_mo_id"))
+)
+_MARK = (
+    sa.update(mo_messages)
+    .where(mo_messages.c.id == sa.bindparam("mo_id"))
+    .values(status=sa.bindparam("new_status"), processed_at=sa.bindparam("now"), error=sa.bindparam("new_error"))
+)
+_MARK_WITH_ROUTE = _MARK.values(route=sa.bindparam("new_route"))
 
 
 def get_mo(conn: sa.Connection, mo_id: int) -> StoredMo:
@@ -124,7 +190,7 @@ def get_mo(conn: sa.Connection, mo_id: int) -> StoredMo:
     Raises:
         LookupError: there is none.
     """
-    row = conn.execute(_mo_select().where(mo_messages.c.id == mo_id)).mappings().first()
+    row = conn.execute(_GET_MO, {"mo_id": mo_id}).mappings().first()
     if row is None:
         raise LookupError(f"no MO {mo_id}")
     return StoredMo.from_row(row)
@@ -168,13 +234,19 @@ def store_mo_part(
     concat = part.concat
     concat_key = None if concat is None else _concat_key(msisdn, part.short_code, concat)
     lock_key(conn, "mo|" + (concat_key or dedupe_key))
-    twin = _twin(conn, part, dedupe_key, dedupe_window, reassembly_window if concat is not None else None)
-    if twin is not None:
+    late = concat is not None
+    params = _twin_params(part, dedupe_key, dedupe_window, reassembly_window if late else None)
+    params.update(e164=msisdn, now=now)
+    stmt = _SUBSCRIBER_UNLESS_TWIN.get((conn.dialect.name, late))
+    if stmt is None:
+        raise NotImplementedError(f"store_mo_part does not support {conn.dialect.name}")
+    subscriber_id = conn.execute(stmt, params).scalar()
+    if subscriber_id is None:
+        twin = int(conn.execute(_TWIN[late], params).scalar_one())
         return MoStored(duplicate=True, part_id=twin, mo=None)
-    subscriber_id = get_or_create_subscriber(conn, msisdn, now)
     values = {
         "smsc": part.smsc,
-        "subscriber_id": subscriber_id,
+        "subscriber_id": int(subscriber_id),
         "short_code": part.short_code,
         "dedupe_key": dedupe_key,
         "concat_key": concat_key,
@@ -187,12 +259,15 @@ def store_mo_part(
         "received_at": part.received_at,
     }
     if concat is None:
-        mo_id = _insert_mo(conn, [values], complete=True, parts=1, text=part.text, now=now)
-        values.update(status=MoPartStatus.ASSEMBLED.value, mo_id=mo_id)
-        part_id = int(conn.execute(sa.insert(mo_parts).values(values).returning(mo_parts.c.id)).scalar_one())
-        return MoStored(duplicate=False, part_id=part_id, mo=get_mo(conn, mo_id))
-    values.update(status=MoPartStatus.PENDING.value, mo_id=None)
-    part_id = int(conn.execute(sa.insert(mo_parts).values(values).returning(mo_parts.c.id)).scalar_one())
+        # The message first, so its part is inserted already attached: no update afterwards.
+        row = _insert_mo(conn, values, complete=True, parts=1, text=part.text, received_at=part.received_at, now=now)
+        values["status"] = MoPartStatus.ASSEMBLED.value
+        values["mo_id"] = row["id"]
+        part_id = _inserted_id(conn.execute(_INSERT_PART, values))
+        return MoStored(duplicate=False, part_id=part_id, mo=_stored_mo(row, msisdn))
+    values["status"] = MoPartStatus.PENDING.value
+    values["mo_id"] = None
+    part_id = _inserted_id(conn.execute(_INSERT_PART, values))
     assert concat_key is not None
     rows = _pending(conn, concat_key)
     by_index = _first_by_index(rows)
@@ -200,37 +275,26 @@ def store_mo_part(
         return MoStored(duplicate=False, part_id=part_id, mo=None)
     ordered = [by_index[i] for i in range(1, concat.total + 1)]
     text = "".join(row["text"] for row in ordered)
-    mo_id = _insert_mo(conn, ordered, complete=True, parts=concat.total, text=text, now=now)
-    _attach(conn, rows, mo_id, MoPartStatus.ASSEMBLED)
-    return MoStored(duplicate=False, part_id=part_id, mo=get_mo(conn, mo_id))
+    received_at = min(float(row["received_at"]) for row in ordered)
+    row = _insert_mo(conn, ordered[0], complete=True, parts=concat.total, text=text, received_at=received_at, now=now)
+    _attach(conn, rows, row["id"], MoPartStatus.ASSEMBLED)
+    return MoStored(duplicate=False, part_id=part_id, mo=_stored_mo(row, msisdn))
 
 
-def _twin(
-    conn: sa.Connection, part: MoPartIn, dedupe_key: str, window: float, assembled_window: float | None
-) -> int | None:
-    """The id of an earlier part this one redelivers, or None."""
-    c = mo_parts.c
-    same = sa.and_(c.smsc == part.smsc, c.dedupe_key == dedupe_key)
-    condition = c.received_at.between(part.received_at - window, part.received_at + window)
+def _twin_params(part: MoPartIn, dedupe_key: str, window: float, assembled_window: float | None) -> dict[str, Any]:
+    """The parameters of :func:`_twin_condition` for this part."""
+    at = part.received_at
+    params: dict[str, Any] = {"smsc": part.smsc, "dedupe_key": dedupe_key, "lo": at - window, "hi": at + window}
     if assembled_window is not None:
-        late = sa.and_(
-            c.status == MoPartStatus.ASSEMBLED.value,
-            c.received_at.between(part.received_at - assembled_window, part.received_at + assembled_window),
-        )
-        condition = sa.or_(condition, late)
-    found = conn.execute(sa.select(c.id).where(same, condition).order_by(c.id).limit(1)).scalar()
-    return None if found is None else int(found)
+        params["late_lo"] = at - assembled_window
+        params["late_hi"] = at + assembled_window
+        params["any_lo"] = at - max(window, assembled_window)
+        params["any_hi"] = at + max(window, assembled_window)
+    return params
 
 
 def _pending(conn: sa.Connection, concat_key: str) -> list[sa.RowMapping]:
-    c = mo_parts.c
-    query = (
-        sa.select(c.id, c.smsc, c.subscriber_id, c.short_code, c.part_index, c.part_total, c.data_coding, c.text)
-        .add_columns(c.received_at)
-        .where(c.concat_key == concat_key, c.status == MoPartStatus.PENDING.value)
-        .order_by(c.part_index, c.id)
-    )
-    return list(conn.execute(query).mappings())
+    return list(conn.execute(_PENDING, {"concat_key": concat_key}).mappings())
 
 
 def _first_by_index(rows: Sequence[sa.RowMapping]) -> dict[int, sa.RowMapping]:
@@ -243,27 +307,63 @@ def _first_by_index(rows: Sequence[sa.RowMapping]) -> dict[int, sa.RowMapping]:
     return found
 
 
-def _insert_mo(conn: sa.Connection, rows: Sequence[Any], *, complete: bool, parts: int, text: str, now: float) -> int:
-    """Create the ``mo_messages`` row for these parts (the first gives smsc, subscriber...)."""
-    first = rows[0]
-    values = {
+def _inserted_id(result: sa.CursorResult[Any]) -> int:
+    # The cheapest way each dialect has: SQLite's lastrowid, PostgreSQL's implicit RETURNING.
+    return int(result.inserted_primary_key[0])
+
+
+def _insert_mo(
+    conn: sa.Connection,
+    first: Any,
+    *,
+    complete: bool,
+    parts: int,
+    text: str,
+    received_at: float,
+    now: float,
+) -> dict[str, Any]:
+    """Create the ``mo_messages`` row (``first``, a part, gives smsc, subscriber...).
+
+    Returns:
+        The row as written, ``id`` included.
+    """
+    values: dict[str, Any] = {
         "smsc": first["smsc"],
-        "subscriber_id": first["subscriber_id"],
+        "subscriber_id": int(first["subscriber_id"]),
         "short_code": first["short_code"],
         "text": text,
-        "data_coding": first["data_coding"],
+        "data_coding": int(first["data_coding"]),
         "parts": parts,
         "complete": complete,
-        "received_at": min(float(row["received_at"]) for row in rows),
+        "received_at": float(received_at),
         "stored_at": now,
         "status": MoStatus.STORED.value,
     }
-    return int(conn.execute(sa.insert(mo_messages).values(values).returning(mo_messages.c.id)).scalar_one())
+    values["id"] = _inserted_id(conn.execute(_INSERT_MO, values))
+    return values
+
+
+def _stored_mo(row: dict[str, Any], msisdn: str) -> StoredMo:
+    """The MO just written by :func:`_insert_mo`, without reading it back."""
+    return StoredMo(
+        id=row["id"],
+        smsc=row["smsc"],
+        subscriber_id=row["subscriber_id"],
+        msisdn=msisdn,
+        short_code=row["short_code"],
+        text=row["text"],
+        data_coding=row["data_coding"],
+        parts=row["parts"],
+        complete=row["complete"],
+        received_at=row["received_at"],
+        status=row["status"],
+        route=None,
+    )
 
 
 def _attach(conn: sa.Connection, rows: Sequence[sa.RowMapping], mo_id: int, status: MoPartStatus) -> None:
     ids = [row["id"] for row in rows]
-    conn.execute(sa.update(mo_parts).where(mo_parts.c.id.in_(ids)).values(status=status.value, mo_id=mo_id))
+    conn.execute(_ATTACH, {"ids": ids, "new_status": status.value, "new_mo_id": mo_id})
 
 
 def expire_incomplete(conn: sa.Connection, now: float, *, older_than: float, limit: int = 100) -> list[StoredMo]:
@@ -309,7 +409,8 @@ def expire_incomplete(conn: sa.Connection, now: float, *, older_than: float, lim
             total = max(int(rows[0]["part_total"] or 0), max(by_index))
             present = [by_index[i] for i in sorted(by_index)]
             text = _with_gaps(by_index, total)
-        mo_id = _insert_mo(conn, rows, complete=False, parts=len(present), text=text, now=now)
+        received_at = min(float(r["received_at"]) for r in rows)
+        mo_id = _insert_mo(conn, rows[0], complete=False, parts=len(present), text=text, received_at=received_at, now=now)["id"]
         _attach(conn, rows, mo_id, MoPartStatus.EXPIRED)
         expired.append(get_mo(conn, mo_id))
     return expired
@@ -333,13 +434,8 @@ def pending_mos(conn: sa.Connection, *, limit: int, after_id: int = 0) -> list[S
         limit: the most MOs returned.
         after_id: only MOs with a larger id (page with the last id returned).
     """
-    query = (
-        _mo_select()
-        .where(mo_messages.c.status == MoStatus.STORED.value, mo_messages.c.id > after_id)
-        .order_by(mo_messages.c.id)
-        .limit(limit)
-    )
-    return [StoredMo.from_row(row) for row in conn.execute(query).mappings()]
+    rows = conn.execute(_PENDING_MOS, {"after_id": after_id, "limit": limit}).mappings()
+    return [StoredMo.from_row(row) for row in rows]
 
 
 def mark_mo(
@@ -367,9 +463,11 @@ def mark_mo(
     """
     if status not in MO_STATUSES:
         raise ValueError(f"not an MO status: {status!r}")
-    values: dict[str, Any] = {"status": str(status), "processed_at": now, "error": error}
-    if route is not None:
-        values["route"] = route
-    result = conn.execute(sa.update(mo_messages).where(mo_messages.c.id == mo_id).values(values))
+    params: dict[str, Any] = {"mo_id": mo_id, "new_status": str(status), "now": now, "new_error": error}
+    if route is None:
+        result = conn.execute(_MARK, params)
+    else:
+        params["new_route"] = route
+        result = conn.execute(_MARK_WITH_ROUTE, params)
     if result.rowcount == 0:
         raise LookupError(f"no MO {mo_id}")

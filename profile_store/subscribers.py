@@ -7,6 +7,7 @@ normalised with :func:`normalise_msisdn` before they are looked up.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -15,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from profile_store.schema import subscribers
 
-__all__ = ["InvalidNumber", "normalise_msisdn", "get_or_create_subscriber"]
+__all__ = ["InvalidNumber", "normalise_msisdn", "get_or_create_subscriber", "upsert_statement"]
 
 #: SMPP type_of_number values (SMPP 3.4 section 5.2.5).
 TON_INTERNATIONAL = 1
@@ -55,6 +56,14 @@ def normalise_msisdn(addr: str, *, ton: int = TON_INTERNATIONAL, default_region:
         InvalidNumber: empty, containing anything but digits (and an optional leading "+"
             or separators), or longer than 15 digits. Alphanumeric senders are not subscribers.
     """
+    return _normalised(addr, ton, default_region)
+
+
+# Parsing with phonenumbers costs as much as the statements that store an MO, and the same
+# subscribers write again and again; the result depends on the arguments alone. Errors are
+# not cached.
+@functools.lru_cache(maxsize=100_000)
+def _normalised(addr: str, ton: int, default_region: str | None) -> str:
     cleaned = _SEPARATORS.sub("", addr or "")
     international = ton == TON_INTERNATIONAL
     if cleaned.startswith("+"):
@@ -83,13 +92,54 @@ def _parsed(number: str, region: str | None) -> str | None:
     except phonenumbers.NumberParseException:
         return None
     formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not _DIGITS.fullmatch(formatted[1:]):
+        return None
     # Only accept a form that reads back as itself, so normalising is idempotent and a
-    # number stored once is always found again.
+    # number stored once is always found again. An international number already in that
+    # form was just read back by the parse above.
+    if region is None and formatted == number:
+        return formatted
     try:
         again = phonenumbers.format_number(phonenumbers.parse(formatted, None), phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:
         return None
-    return formatted if again == formatted and _DIGITS.fullmatch(formatted[1:]) else None
+    return formatted if again == formatted else None
+
+
+def upsert_statement(dialect: str, *, unless: sa.ColumnElement[bool] | None = None) -> sa.Executable:
+    """The statement behind :func:`get_or_create_subscriber`, for callers that extend it.
+
+    It takes the parameters ``e164`` and ``now`` and returns the subscriber's id.
+
+    Args:
+        dialect: ``sqlite`` or ``postgresql``.
+        unless: when this condition holds, nothing is written and no row is returned.
+
+    Raises:
+        NotImplementedError: another dialect.
+    """
+    if dialect == "postgresql":
+        insert = postgresql.insert(subscribers)
+    elif dialect == "sqlite":
+        insert = sqlite.insert(subscribers)
+    else:
+        raise NotImplementedError(f"get_or_create_subscriber does not support {dialect}")
+    now = sa.bindparam("now", type_=subscribers.c.last_seen_at.type)
+    if unless is None:
+        stmt = insert.values(msisdn=sa.bindparam("e164"), created_at=now, last_seen_at=now)
+    else:
+        e164 = sa.bindparam("e164", type_=subscribers.c.msisdn.type)
+        stmt = insert.from_select(["msisdn", "created_at", "last_seen_at"], sa.select(e164, now, now).where(~unless))
+    latest = sa.case(
+        (stmt.excluded.last_seen_at > subscribers.c.last_seen_at, stmt.excluded.last_seen_at),
+        else_=subscribers.c.last_seen_at,
+    )
+    stmt = stmt.on_conflict_do_update(index_elements=[subscribers.c.msisdn], set_={"last_seen_at": latest})
+    return stmt.returning(subscribers.c.id)
+
+
+# Built once: SQLAlchemy then reuses the compiled statement instead of rebuilding it per MO.
+_UPSERT = {name: upsert_statement(name) for name in ("postgresql", "sqlite")}
 
 
 def get_or_create_subscriber(conn: sa.Connection, msisdn_e164: str, now: float) -> int:
@@ -111,16 +161,7 @@ def get_or_create_subscriber(conn: sa.Connection, msisdn_e164: str, now: float) 
         NotImplementedError: the database is neither SQLite nor PostgreSQL.
     """
     name = conn.dialect.name
-    if name == "postgresql":
-        insert = postgresql.insert(subscribers)
-    elif name == "sqlite":
-        insert = sqlite.insert(subscribers)
-    else:
+    stmt = _UPSERT.get(name)
+    if stmt is None:
         raise NotImplementedError(f"get_or_create_subscriber does not support {name}")
-    stmt = insert.values(msisdn=msisdn_e164, created_at=now, last_seen_at=now)
-    latest = sa.case(
-        (stmt.excluded.last_seen_at > subscribers.c.last_seen_at, stmt.excluded.last_seen_at),
-        else_=subscribers.c.last_seen_at,
-    )
-    stmt = stmt.on_conflict_do_update(index_elements=[subscribers.c.msisdn], set_={"last_seen_at": latest})
-    return int(conn.execute(stmt.returning(subscribers.c.id)).scalar_one())
+    return int(conn.execute(stmt, {"e164": msisdn_e164, "now": now}).scalar_one())
