@@ -30,7 +30,14 @@ from profile_store.locks import lock_key
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
-__all__ = ["record_receipt", "apply_held_receipts", "refresh_mt_status", "unmatched_receipts"]
+__all__ = [
+    "record_receipt",
+    "apply_held_receipts",
+    "apply_held_receipts_to_mt",
+    "refresh_mt_status",
+    "unmatched_receipts",
+    "lock_message_id",
+]
 
 #: Part statuses no receipt changes any more.
 FINAL_PART_STATUSES = frozenset(
@@ -56,6 +63,109 @@ _STATE_STATS = {
 }
 
 
+def _constants(*values: str) -> list[sa.ColumnElement[Any]]:
+    """Status names written into the SQL: a constant list needs no parameter expanded per run."""
+    return [sa.literal_column(f"'{value}'") for value in values]
+
+
+# Statements are built once: building and hashing a statement costs more than SQLite takes
+# to run it, and a statement object reused keeps its compiled form and cache key.
+_p, _m, _e = mt_parts.c, mt_messages.c, dlr_events.c
+
+# A receipt's effect on a part, in one statement that also reads the part: a final status
+# stays, with its stat and done_at; otherwise a final outcome (b_status) is recorded with
+# b_done, and a stat (b_stat) replaces the earlier one. Every SET expression reads the
+# row as it was before the update.
+_FINAL_PART_VALUES = sorted(FINAL_PART_STATUSES)
+_FINAL_PART = _p.status.in_(_constants(*_FINAL_PART_VALUES))
+_RECEIPT_EFFECT = {
+    "status": sa.case(
+        (_FINAL_PART, _p.status),
+        else_=sa.func.coalesce(sa.bindparam("b_status", type_=_p.status.type), _p.status),
+    ),
+    "done_at": sa.case(
+        (_FINAL_PART, _p.done_at),
+        else_=sa.func.coalesce(sa.bindparam("b_done", type_=_p.done_at.type), _p.done_at),
+    ),
+    "receipt_stat": sa.case(
+        (_FINAL_PART, _p.receipt_stat),
+        else_=sa.func.coalesce(sa.bindparam("b_stat", type_=_p.receipt_stat.type), _p.receipt_stat),
+    ),
+}
+_latest = mt_parts.alias("latest")
+_APPLY_BY_MESSAGE_ID = (
+    sa.update(mt_parts)
+    .where(
+        _p.id
+        == sa.select(_latest.c.id)
+        .where(_latest.c.smsc == sa.bindparam("b_smsc"), _latest.c.smsc_message_id == sa.bindparam("b_message_id"))
+        # SMSCs reuse ids eventually: the latest part with the id is the one meant.
+        .order_by(_latest.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    .values(_RECEIPT_EFFECT)
+    .returning(_p.id, _p.mt_id, _p.status)
+)
+_APPLY_TO_PART = sa.update(mt_parts).where(_p.id == sa.bindparam("b_part_id")).values(_RECEIPT_EFFECT).returning(_p.status)
+# The SMSC is compared outside SQL: with it in the WHERE clause SQLite may walk the
+# (smsc, smsc_message_id) index over every part ever sent through the SMSC instead of
+# starting from the subscriber.
+_PARTS_BY_CONTENT = (
+    sa.select(_p.id, _p.mt_id, _p.smsc)
+    .select_from(mt_parts.join(mt_messages, _p.mt_id == _m.id).join(subscribers, _m.subscriber_id == subscribers.c.id))
+    .where(
+        subscribers.c.msisdn == sa.bindparam("b_recipient"),
+        _p.part_index == 1,
+        _p.submitted_at >= sa.bindparam("b_since"),
+        sa.func.substr(_m.text, 1, sa.bindparam("b_length", type_=sa.Integer)) == sa.bindparam("b_text", type_=sa.Text),
+    )
+    .order_by(_p.id.desc())
+)
+_INSERT_EVENT = sa.insert(dlr_events).returning(_e.id)
+# Filtered on (smsc, smsc_message_id) alone so the index on those two columns is the one
+# used; the few rows an id has are filtered further in Python.
+_EVENTS_OF_ID = (
+    sa.select(_e.id, _e.stat, _e.err, _e.message_state, _e.matched, _e.received_at)
+    .where(_e.smsc == sa.bindparam("b_smsc"), _e.smsc_message_id == sa.bindparam("b_message_id"))
+)
+_MARK_MATCHED = (
+    sa.update(dlr_events)
+    .where(_e.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(matched=True, mt_part_id=sa.bindparam("b_part_id"))
+)
+_MT_OF_PART = sa.select(_p.mt_id).where(_p.id == sa.bindparam("b_part_id"))
+
+
+def _parts_of_mt(*conditions: Any) -> sa.Exists:
+    return sa.exists().where(_p.mt_id == sa.bindparam("b_mt_id"), *conditions)
+
+
+_EVERY_PART = sa.select(sa.func.count()).where(_p.mt_id == sa.bindparam("b_mt_id")).scalar_subquery() >= _m.parts_total
+#: The status the parts settle the MT to (see refresh_mt_status), or NULL: unchanged.
+_SETTLED = sa.case(
+    (_parts_of_mt(_p.status.in_(_constants(MtPartStatus.UNDELIVERED, MtPartStatus.FAILED))), MtStatus.UNDELIVERED.value),
+    (sa.and_(_EVERY_PART, ~_parts_of_mt(_p.status != MtPartStatus.DELIVERED.value)), MtStatus.DELIVERED.value),
+    (
+        sa.and_(
+            _EVERY_PART,
+            ~_parts_of_mt(_p.status.not_in(_constants(*_FINAL_PART_VALUES))),
+            _parts_of_mt(_p.status == MtPartStatus.EXPIRED.value),
+        ),
+        MtStatus.EXPIRED.value,
+    ),
+    else_=sa.null(),
+)
+# NULL (nothing settled) never compares unequal, so such an MT is left alone.
+_REFRESH_MT = (
+    sa.update(mt_messages)
+    .where(_m.id == sa.bindparam("b_mt_id"), _m.status.in_(_constants(*sorted(_SETTLEABLE_MT))), _SETTLED != _m.status)
+    .values(status=_SETTLED, updated_at=sa.bindparam("b_now"))
+    .returning(_m.status)
+)
+_MT_STATUS = sa.select(_m.status).where(_m.id == sa.bindparam("b_mt_id"))
+
+
 def _short(value: str | None) -> str | None:
     if value is None:
         return None
@@ -63,9 +173,13 @@ def _short(value: str | None) -> str | None:
     return value[:8]
 
 
-def _lock(conn: sa.Connection, smsc: str, message_id: str) -> None:
-    # A receipt and the submit_sm_resp with its id may be stored by two nodes at once; each
-    # would miss the other's uncommitted row and the receipt would stay held for ever.
+def lock_message_id(conn: sa.Connection, smsc: str, message_id: str) -> None:
+    """Hold the lock on an SMSC message id until the transaction ends (PostgreSQL only).
+
+    A receipt and the submit_sm_resp with its id may be stored by two nodes at once; each
+    would miss the other's uncommitted row and the receipt would stay held for ever. Both
+    sides take this lock before they look for the other's row.
+    """
     lock_key(conn, f"dlr|{smsc}|{message_id}")
 
 
@@ -96,75 +210,67 @@ def record_receipt(
         Whether it matched, and the part's and MT's statuses afterwards. Unmatched receipts
         are held for :func:`apply_held_receipts`.
     """
-    _lock(conn, smsc, message_id)
-    part = conn.execute(
-        sa.select(mt_parts.c.id, mt_parts.c.mt_id)
-        .where(mt_parts.c.smsc == smsc, mt_parts.c.smsc_message_id == message_id)
-        # SMSCs reuse ids eventually: the latest part with the id is the one meant.
-        .order_by(mt_parts.c.id.desc())
-        .limit(1)
-    ).first()
+    lock_message_id(conn, smsc, message_id)
+    effect = _effect(receipt, now)
+    part = conn.execute(_APPLY_BY_MESSAGE_ID, {"b_smsc": smsc, "b_message_id": message_id, **effect}).first()
     by_content = False
     if part is None and recipient and receipt.text:
-        part = _match_by_content(conn, smsc, recipient, receipt.text, now - content_window)
-        by_content = part is not None
+        found = _match_by_content(conn, smsc, recipient, receipt.text, now - content_window)
+        if found is not None:
+            part_id, mt_id = found
+            status = conn.execute(_APPLY_TO_PART, {"b_part_id": part_id, **effect}).scalar_one()
+            part = (part_id, mt_id, status)
+            by_content = True
     event = {
         "smsc": smsc,
         "smsc_message_id": message_id,
-        "mt_part_id": None if part is None else part.id,
+        "mt_part_id": None if part is None else part[0],
         "stat": _short(receipt.stat),
         "err": None if receipt.err is None else receipt.err[:8],
         "message_state": receipt.message_state,
         "received_at": now,
         "matched": part is not None,
     }
-    row = conn.execute(sa.insert(dlr_events).values(event).returning(*dlr_events.c)).mappings().one()
+    event["id"] = conn.execute(_INSERT_EVENT, event).scalar_one()
     if part is None:
-        return ReceiptRecorded.from_row(row)
-    part_status = _apply(conn, part.id, receipt, now)
-    mt_status = refresh_mt_status(conn, part.mt_id, now)
-    return ReceiptRecorded.from_row(row, mt_id=part.mt_id, part_status=part_status, mt_status=mt_status, by_content=by_content)
+        return ReceiptRecorded.from_row(event)
+    part_id, mt_id, part_status = part
+    mt_status = refresh_mt_status(conn, mt_id, now)
+    return ReceiptRecorded.from_row(event, mt_id=mt_id, part_status=str(part_status), mt_status=mt_status, by_content=by_content)
 
 
-def _match_by_content(conn: sa.Connection, smsc: str, recipient: str, text: str, since: float) -> sa.Row[Any] | None:
+def _match_by_content(conn: sa.Connection, smsc: str, recipient: str, text: str, since: float) -> tuple[int, int] | None:
     """The latest first part submitted to ``recipient`` through ``smsc`` whose MT text starts with ``text``.
 
     SMSCs quote the first characters of the message in ``text:``, so only first parts can be
     recognised; a receipt for a later part of a resubmitted MT stays unmatched.
+
+    Returns:
+        The part's id and its MT's id.
     """
-    p, m = mt_parts.c, mt_messages.c
-    return conn.execute(
-        sa.select(p.id, p.mt_id)
-        .select_from(mt_parts.join(mt_messages, p.mt_id == m.id).join(subscribers, m.subscriber_id == subscribers.c.id))
-        .where(
-            subscribers.c.msisdn == recipient,
-            p.smsc == smsc,
-            p.part_index == 1,
-            p.submitted_at >= since,
-            sa.func.substr(m.text, 1, len(text)) == text,
-        )
-        .order_by(p.id.desc())
-        .limit(1)
-    ).first()
+    params = {"b_recipient": recipient, "b_since": since, "b_length": len(text), "b_text": text}
+    for part_id, mt_id, part_smsc in conn.execute(_PARTS_BY_CONTENT, params).all():
+        if part_smsc == smsc:
+            return int(part_id), int(mt_id)
+    return None
+
+
+def _effect(receipt: DeliveryReceipt, now: float) -> dict[str, Any]:
+    """The parameters of the statements applying ``receipt`` to a part (see _RECEIPT_EFFECT)."""
+    outcome = final_status(receipt)
+    stat = _short(receipt.stat)
+    if outcome is not None and stat is None and receipt.message_state is not None:
+        stat = _short(_STATE_STATS.get(receipt.message_state))
+    return {
+        "b_status": None if outcome is None else outcome.value,
+        "b_done": None if outcome is None else now,
+        "b_stat": stat,
+    }
 
 
 def _apply(conn: sa.Connection, part_id: int, receipt: DeliveryReceipt, now: float) -> str:
     """Apply one receipt to a part; returns the part's status afterwards."""
-    current = conn.execute(sa.select(mt_parts.c.status).where(mt_parts.c.id == part_id)).scalar_one()
-    if current in FINAL_PART_STATUSES:
-        return str(current)
-    outcome = final_status(receipt)
-    values: dict[str, Any] = {}
-    if receipt.stat is not None:
-        values["receipt_stat"] = _short(receipt.stat)
-    if outcome is not None:
-        values.update(status=outcome.value, done_at=now)
-        if "receipt_stat" not in values and receipt.message_state is not None:
-            values["receipt_stat"] = _short(_STATE_STATS.get(receipt.message_state))
-    if values:
-        conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(values))
-    return str(values.get("status", current))
-
+    return str(conn.execute(_APPLY_TO_PART, {"b_part_id": part_id, **_effect(receipt, now)}).scalar_one())
 
 
 def refresh_mt_status(conn: sa.Connection, mt_id: int, now: float) -> str:
@@ -184,25 +290,12 @@ def refresh_mt_status(conn: sa.Connection, mt_id: int, now: float) -> str:
     Returns:
         The MT's status afterwards.
     """
-    mt = conn.execute(
-        sa.select(mt_messages.c.status, mt_messages.c.parts_total).where(mt_messages.c.id == mt_id)
-    ).one()
-    if mt.status not in _SETTLEABLE_MT:
-        return str(mt.status)
-    statuses = list(conn.execute(sa.select(mt_parts.c.status).where(mt_parts.c.mt_id == mt_id)).scalars())
-    every_part = len(statuses) >= mt.parts_total
-    if any(s in (MtPartStatus.UNDELIVERED, MtPartStatus.FAILED) for s in statuses):
-        settled = MtStatus.UNDELIVERED
-    elif every_part and all(s == MtPartStatus.DELIVERED for s in statuses):
-        settled = MtStatus.DELIVERED
-    elif every_part and all(s in FINAL_PART_STATUSES for s in statuses) and MtPartStatus.EXPIRED in statuses:
-        settled = MtStatus.EXPIRED
-    else:
-        return str(mt.status)
-    if settled != mt.status:
-        update = sa.update(mt_messages).where(mt_messages.c.id == mt_id)
-        conn.execute(update.values(status=settled.value, updated_at=now))
-    return settled.value
+    params = {"b_mt_id": mt_id, "b_now": now}
+    changed = conn.execute(_REFRESH_MT, params).scalar_one_or_none()
+    if changed is not None:
+        return str(changed)
+    # Not settleable, not settled by its parts yet, or settled to what it already is.
+    return str(conn.execute(_MT_STATUS, params).scalar_one())
 
 
 def apply_held_receipts(
@@ -226,20 +319,33 @@ def apply_held_receipts(
     Returns:
         How many receipts were applied.
     """
-    _lock(conn, smsc, smsc_message_id)
-    e = dlr_events.c
-    held = conn.execute(
-        sa.select(e.id, e.stat, e.err, e.message_state)
-        .where(
-            e.smsc == smsc,
-            e.smsc_message_id == smsc_message_id,
-            e.matched.is_(False),
-            e.received_at >= now - grace,
-        )
-        .order_by(e.received_at, e.id)
-    ).all()
+    applied, _ = _apply_held(conn, smsc, smsc_message_id, mt_part_id, None, now, grace)
+    return applied
+
+
+def apply_held_receipts_to_mt(
+    conn: sa.Connection, *, smsc: str, smsc_message_id: str, mt_part_id: int, mt_id: int, now: float, grace: float = 300.0
+) -> tuple[int, str | None]:
+    """:func:`apply_held_receipts` for a caller that knows the part's MT and wants its status.
+
+    Returns:
+        How many receipts were applied, and the MT's status afterwards (None when none was).
+    """
+    return _apply_held(conn, smsc, smsc_message_id, mt_part_id, mt_id, now, grace)
+
+
+def _apply_held(
+    conn: sa.Connection, smsc: str, smsc_message_id: str, mt_part_id: int, mt_id: int | None, now: float, grace: float
+) -> tuple[int, str | None]:
+    lock_message_id(conn, smsc, smsc_message_id)
+    since = now - grace
+    events = conn.execute(_EVENTS_OF_ID, {"b_smsc": smsc, "b_message_id": smsc_message_id})
+    held = sorted(
+        (event for event in events if not event.matched and event.received_at >= since),
+        key=lambda event: (event.received_at, event.id),
+    )
     if not held:
-        return 0
+        return 0, None
     for event in held:
         receipt = DeliveryReceipt(
             message_id=smsc_message_id,
@@ -254,14 +360,10 @@ def apply_held_receipts(
             network_error_code=None,
         )
         _apply(conn, mt_part_id, receipt, now)
-    conn.execute(
-        sa.update(dlr_events)
-        .where(dlr_events.c.id.in_([event.id for event in held]))
-        .values(matched=True, mt_part_id=mt_part_id)
-    )
-    mt_id = conn.execute(sa.select(mt_parts.c.mt_id).where(mt_parts.c.id == mt_part_id)).scalar_one()
-    refresh_mt_status(conn, mt_id, now)
-    return len(held)
+    conn.execute(_MARK_MATCHED, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
+    if mt_id is None:
+        mt_id = int(conn.execute(_MT_OF_PART, {"b_part_id": mt_part_id}).scalar_one())
+    return len(held), refresh_mt_status(conn, mt_id, now)
 
 
 def unmatched_receipts(conn: sa.Connection, *, older_than: float, now: float) -> int:

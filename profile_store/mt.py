@@ -15,15 +15,16 @@ them and sends only the parts still pending.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gatewayd.smpp.text import ConcatMethod, split_text
-from profile_store.dlr import apply_held_receipts, refresh_mt_status
+from profile_store.dlr import apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
 from profile_store.mt_values import ClaimedMt, MtProgress, MtRequest, StoredMt, StoredMtPart
-from profile_store.schema import mt_messages, mt_parts, subscribers
+from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
 
 __all__ = [
@@ -57,6 +58,127 @@ _PART_ACCEPTED = ("accepted", "delivered", "undelivered", "expired")
 _ACTIVE = ("queued", "sending")
 
 _MT_COLUMNS = [*mt_messages.c, subscribers.c.msisdn]
+
+
+def _constants(*values: str) -> list[sa.ColumnElement[Any]]:
+    """Status names written into the SQL: a constant list needs no parameter expanded per run."""
+    return [sa.literal_column(f"'{value}'") for value in values]
+
+
+# Statements are built once: building and hashing a statement costs more than SQLite takes
+# to run it, and a statement object reused keeps its compiled form and cache key.
+_m, _p = mt_messages.c, mt_parts.c
+
+_INSERT_MT = sa.insert(mt_messages).returning(_m.id)
+_INSERT_PARTS = sa.insert(mt_parts)
+
+_SELECT_MT = (
+    sa.select(*_MT_COLUMNS)
+    .join_from(mt_messages, subscribers, _m.subscriber_id == subscribers.c.id)
+    .where(_m.id == sa.bindparam("b_mt_id"))
+)
+_SELECT_PARTS = sa.select(mt_parts).where(_p.mt_id == sa.bindparam("b_mt_id")).order_by(_p.part_index)
+
+_DUE = sa.or_(
+    sa.and_(_m.status == "queued", _m.next_attempt_at <= sa.bindparam("b_now")),
+    sa.and_(_m.status == "sending", _m.claim_expires_at < sa.bindparam("b_now")),
+)
+_SELECT_DUE = (
+    sa.select(_m.id).where(_DUE).order_by(_m.priority, _m.next_attempt_at, _m.id).limit(sa.bindparam("b_limit"))
+)
+_SELECT_DUE_LOCKED = _SELECT_DUE.with_for_update(skip_locked=True)
+_CLAIM = (
+    sa.update(mt_messages)
+    .where(_m.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(
+        status="sending",
+        claimed_by=sa.bindparam("b_node"),
+        claim_expires_at=sa.bindparam("b_expires"),
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+_SELECT_CLAIMED = (
+    sa.select(*_MT_COLUMNS)
+    .join_from(mt_messages, subscribers, _m.subscriber_id == subscribers.c.id)
+    .where(_m.id.in_(sa.bindparam("b_ids", expanding=True)))
+)
+_SELECT_PENDING = (
+    sa.select(_p.mt_id, _p.part_index)
+    .where(_p.mt_id.in_(sa.bindparam("b_ids", expanding=True)), _p.status == "pending")
+    .order_by(_p.mt_id, _p.part_index)
+)
+
+# Only a part no SMSC has yet is updated: a rerun, or a late answer to an attempt that was
+# already given up on, must not overwrite a receipt's outcome.
+_ACCEPT_PART = (
+    sa.update(mt_parts)
+    .where(
+        _p.mt_id == sa.bindparam("b_mt_id"),
+        _p.part_index == sa.bindparam("b_index"),
+        _p.status.in_(_constants("pending", "failed")),
+    )
+    .values(
+        status="accepted",
+        smsc=sa.bindparam("b_smsc"),
+        smsc_message_id=sa.bindparam("b_message_id"),
+        submit_status=sa.bindparam("b_submit_status"),
+        submitted_at=sa.bindparam("b_now"),
+        done_at=None,
+    )
+    .returning(_p.id)
+)
+_PART_ID = sa.select(_p.id).where(_p.mt_id == sa.bindparam("b_mt_id"), _p.part_index == sa.bindparam("b_index"))
+
+_ACCEPTED_PARTS = (
+    sa.select(sa.func.count())
+    .select_from(mt_parts)
+    .where(_p.mt_id == sa.bindparam("b_mt_id"), _p.status.in_(_constants(*_PART_ACCEPTED)))
+    .scalar_subquery()
+)
+# Parts a receipt already moved past 'accepted'.
+_RECEIPTED_PARTS = (
+    sa.select(sa.func.count())
+    .select_from(mt_parts)
+    .where(_p.mt_id == sa.bindparam("b_mt_id"), _p.status.not_in(_constants("pending", "accepted")))
+    .scalar_subquery()
+)
+_PROGRESS_COLUMNS = (_m.id, _m.status, _m.attempts, _m.parts_total, _m.next_attempt_at, _m.last_error)
+_SELECT_PROGRESS = sa.select(*_PROGRESS_COLUMNS, _ACCEPTED_PARTS.label("accepted")).where(_m.id == sa.bindparam("b_mt_id"))
+# Whether any receipt carries the id just stored: almost never, so apply_held_receipts
+# (which looks at the receipts' match and age too) is only called when one does.
+_RECEIPTS_OF_ID = (
+    sa.exists()
+    .where(dlr_events.c.smsc == sa.bindparam("b_smsc"), dlr_events.c.smsc_message_id == sa.bindparam("b_message_id"))
+    .label("receipts")
+)
+_SELECT_ACCEPT_PROGRESS = sa.select(*_PROGRESS_COLUMNS, _ACCEPTED_PARTS.label("accepted"), _RECEIPTS_OF_ID).where(
+    _m.id == sa.bindparam("b_mt_id")
+)
+
+# A failed MT whose parts all reached the SMSC after all (a late answer) is submitted: the
+# subscriber gets it, so reports must not say it failed. An MT receipts already moved on
+# keeps its status; only its claim is released.
+_MOVABLE = _m.status.in_(_constants(*_ACTIVE, "failed"))
+_SETTLE_UPDATE = (
+    sa.update(mt_messages)
+    .where(
+        _m.id == sa.bindparam("b_mt_id"),
+        sa.exists().where(_p.mt_id == sa.bindparam("b_mt_id")),
+        ~sa.exists().where(_p.mt_id == sa.bindparam("b_mt_id"), _p.status.not_in(_constants(*_PART_ACCEPTED))),
+    )
+    .values(
+        status=sa.case((_MOVABLE, "submitted"), else_=_m.status),
+        last_error=sa.case((_MOVABLE, sa.null()), else_=_m.last_error),
+        claimed_by=None,
+        claim_expires_at=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+_SETTLED_COLUMNS = (*_PROGRESS_COLUMNS, _ACCEPTED_PARTS.label("accepted"), _RECEIPTED_PARTS.label("receipted"))
+_SETTLE = _SETTLE_UPDATE.returning(*_SETTLED_COLUMNS)
+_SETTLE_ACCEPTED = _SETTLE_UPDATE.returning(*_SETTLED_COLUMNS, _RECEIPTS_OF_ID)
+
+_MT_EXISTS = sa.select(_m.id).where(_m.id == sa.bindparam("b_mt_id"))
 
 
 def exponential_backoff(attempts: int, *, base: float = DEFAULT_BACKOFF_BASE, cap: float = DEFAULT_BACKOFF_CAP) -> float:
@@ -98,48 +220,44 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
     # Splitting here (not only at send time) rejects unsendable text while the caller can
     # still be told, and fixes parts_total so part rows exist before the first attempt.
     parts = split_text(request.text, reference=concat_ref, method=ConcatMethod.UDH8, data_coding=request.data_coding)
-    subscriber_id = get_or_create_subscriber(conn, normalise_msisdn(request.msisdn), now)
-    mt_id = conn.execute(
-        sa.insert(mt_messages)
-        .values(
-            subscriber_id=subscriber_id,
-            source_addr=request.source_addr,
-            smsc=request.smsc,
-            text=request.text,
-            data_coding=request.data_coding,
-            concat_ref=concat_ref,
-            parts_total=len(parts),
-            priority=request.priority,
-            registered_delivery=request.registered_delivery,
-            status="queued",
-            attempts=0,
-            next_attempt_at=now,
-            in_reply_to=request.in_reply_to,
-            campaign=request.campaign,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(mt_messages.c.id)
-    ).scalar_one()
-    conn.execute(sa.insert(mt_parts), [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
-    mt = get_mt(conn, int(mt_id))
-    assert mt is not None
-    return mt
+    msisdn = normalise_msisdn(request.msisdn)
+    subscriber_id = get_or_create_subscriber(conn, msisdn, now)
+    row = {
+        "subscriber_id": subscriber_id,
+        "source_addr": request.source_addr,
+        "smsc": request.smsc,
+        "text": request.text,
+        "data_coding": request.data_coding,
+        "concat_ref": concat_ref,
+        "parts_total": len(parts),
+        "priority": request.priority,
+        "registered_delivery": request.registered_delivery,
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "in_reply_to": request.in_reply_to,
+        "campaign": request.campaign,
+        "claimed_by": None,
+        "claim_expires_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    mt_id = int(conn.execute(_INSERT_MT, row).scalar_one())
+    conn.execute(_INSERT_PARTS, [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
+    # The row holds exactly what was inserted, so it is not read back.
+    return StoredMt.from_row({**row, "id": mt_id, "msisdn": msisdn})
 
 
 def get_mt(conn: Connection, mt_id: int) -> StoredMt | None:
     """The MT with this id, or None."""
-    row = conn.execute(
-        sa.select(*_MT_COLUMNS)
-        .join_from(mt_messages, subscribers, mt_messages.c.subscriber_id == subscribers.c.id)
-        .where(mt_messages.c.id == mt_id)
-    ).mappings().first()
+    row = conn.execute(_SELECT_MT, {"b_mt_id": mt_id}).mappings().first()
     return None if row is None else StoredMt.from_row(row)
 
 
 def get_parts(conn: Connection, mt_id: int) -> list[StoredMtPart]:
     """The part rows of an MT, in part order."""
-    rows = conn.execute(sa.select(mt_parts).where(mt_parts.c.mt_id == mt_id).order_by(mt_parts.c.part_index)).mappings()
+    rows = conn.execute(_SELECT_PARTS, {"b_mt_id": mt_id}).mappings()
     return [StoredMtPart.from_row(row) for row in rows]
 
 
@@ -167,35 +285,15 @@ def claim_due(conn: Connection, *, node: str, now: float, limit: int, lease: flo
     """
     if limit <= 0:
         return []
-    m = mt_messages.c
-    due = sa.or_(
-        sa.and_(m.status == "queued", m.next_attempt_at <= now),
-        sa.and_(m.status == "sending", m.claim_expires_at < now),
-    )
-    select_ids = sa.select(m.id).where(due).order_by(m.priority, m.next_attempt_at, m.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        select_ids = select_ids.with_for_update(skip_locked=True)
-    ids = [int(i) for i in conn.execute(select_ids).scalars()]
+    select_ids = _SELECT_DUE_LOCKED if conn.dialect.name == "postgresql" else _SELECT_DUE
+    ids = [int(i) for i in conn.execute(select_ids, {"b_now": now, "b_limit": limit}).scalars()]
     if not ids:
         return []
-    expires = now + lease
-    conn.execute(
-        sa.update(mt_messages)
-        .where(m.id.in_(ids))
-        .values(status="sending", claimed_by=node, claim_expires_at=expires, updated_at=now)
-    )
-    rows = conn.execute(
-        sa.select(*_MT_COLUMNS)
-        .join_from(mt_messages, subscribers, m.subscriber_id == subscribers.c.id)
-        .where(m.id.in_(ids))
-    ).mappings()
+    conn.execute(_CLAIM, {"b_ids": ids, "b_node": node, "b_expires": now + lease, "b_now": now})
+    rows = conn.execute(_SELECT_CLAIMED, {"b_ids": ids}).mappings()
     by_id = {int(row["id"]): row for row in rows}
     pending: dict[int, list[int]] = {i: [] for i in ids}
-    for mt_id, index in conn.execute(
-        sa.select(mt_parts.c.mt_id, mt_parts.c.part_index)
-        .where(mt_parts.c.mt_id.in_(ids), mt_parts.c.status == "pending")
-        .order_by(mt_parts.c.mt_id, mt_parts.c.part_index)
-    ):
+    for mt_id, index in conn.execute(_SELECT_PENDING, {"b_ids": ids}):
         pending[int(mt_id)].append(int(index))
     return [ClaimedMt.from_row(by_id[i], tuple(pending[i])) for i in ids]
 
@@ -203,23 +301,18 @@ def claim_due(conn: Connection, *, node: str, now: float, limit: int, lease: flo
 # -- outcomes --------------------------------------------------------------------------------
 
 
-def _progress(conn: Connection, mt_id: int, receipts_applied: int = 0, accepted: int | None = None) -> MtProgress:
-    m = mt_messages.c
-    row = conn.execute(
-        sa.select(m.id, m.status, m.attempts, m.parts_total, m.next_attempt_at, m.last_error).where(m.id == mt_id)
-    ).one()
-    if accepted is None:
-        accepted = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(mt_parts)
-            .where(mt_parts.c.mt_id == mt_id, mt_parts.c.status.in_(_PART_ACCEPTED))
-        ).scalar_one()
+def _progress(conn: Connection, mt_id: int, receipts_applied: int = 0) -> MtProgress:
+    return _progress_of(conn.execute(_SELECT_PROGRESS, {"b_mt_id": mt_id}).one(), receipts_applied)
+
+
+def _progress_of(row: sa.Row[Any], receipts_applied: int = 0) -> MtProgress:
+    """The progress in a row of the columns of _SELECT_PROGRESS."""
     return MtProgress(
         mt_id=int(row.id),
         status=str(row.status),
         attempts=int(row.attempts),
         parts_total=int(row.parts_total),
-        parts_accepted=int(accepted),
+        parts_accepted=int(row.accepted),
         next_attempt_at=float(row.next_attempt_at),
         last_error=row.last_error,
         receipts_applied=receipts_applied,
@@ -260,54 +353,57 @@ def part_accepted(
     Raises:
         LookupError: the MT has no such part.
     """
-    p = mt_parts.c
-    part_id = conn.execute(sa.select(p.id).where(p.mt_id == mt_id, p.part_index == part_index)).scalar_one_or_none()
-    if part_id is None:
-        raise LookupError(f"MT {mt_id} has no part {part_index}")
-    # Only a part no SMSC has yet is updated: a rerun, or a late answer to an attempt that
-    # was already given up on, must not overwrite a receipt's outcome.
-    conn.execute(
-        sa.update(mt_parts)
-        .where(p.id == part_id, p.status.in_(("pending", "failed")))
-        .values(status="accepted", smsc=smsc, smsc_message_id=smsc_message_id, submit_status=submit_status, submitted_at=now, done_at=None)
-    )
-    _settle(conn, mt_id, now)
-    # After the MT's status: receipts only settle an MT that is already submitted.
-    applied = apply_held_receipts(conn, smsc=smsc, smsc_message_id=smsc_message_id, mt_part_id=int(part_id), now=now, grace=receipt_grace)
-    return _progress(conn, mt_id, applied)
-
-
-def _settle(conn: Connection, mt_id: int, now: float) -> int:
-    """Once every part is with an SMSC: release the claim and make an active MT ``submitted``.
-
-    Returns:
-        How many parts are with an SMSC (accepted or further along).
-    """
-    p, m = mt_parts.c, mt_messages.c
-    statuses = [str(s) for s in conn.execute(sa.select(p.status).where(p.mt_id == mt_id)).scalars()]
-    accepted = sum(status in _PART_ACCEPTED for status in statuses)
-    if not statuses or accepted < len(statuses):
-        return accepted
-    # A failed MT whose parts all reached the SMSC after all (a late answer) is submitted:
-    # the subscriber gets it, so reports must not say it failed. An MT receipts already
-    # moved on keeps its status; only its claim is released.
-    movable = m.status.in_((*_ACTIVE, "failed"))
-    conn.execute(
-        sa.update(mt_messages)
-        .where(m.id == mt_id)
-        .values(
-            status=sa.case((movable, "submitted"), else_=m.status),
-            last_error=sa.case((movable, sa.null()), else_=m.last_error),
-            claimed_by=None,
-            claim_expires_at=None,
-            updated_at=now,
+    # Before the part is written: a receipt for this id being stored by another node then
+    # either committed first (and is found below) or finds the part once this commits.
+    lock_message_id(conn, smsc, smsc_message_id)
+    accepted = conn.execute(
+        _ACCEPT_PART,
+        {
+            "b_mt_id": mt_id,
+            "b_index": part_index,
+            "b_smsc": smsc,
+            "b_message_id": smsc_message_id,
+            "b_submit_status": submit_status,
+            "b_now": now,
+        },
+    ).first()
+    if accepted is not None:
+        part_id = int(accepted.id)
+    else:
+        found = conn.execute(_PART_ID, {"b_mt_id": mt_id, "b_index": part_index}).scalar_one_or_none()
+        if found is None:
+            raise LookupError(f"MT {mt_id} has no part {part_index}")
+        part_id = int(found)
+    params = {"b_mt_id": mt_id, "b_now": now, "b_smsc": smsc, "b_message_id": smsc_message_id}
+    status: str | None = None
+    row = conn.execute(_SETTLE_ACCEPTED, params).first()
+    if row is None:
+        del params["b_now"]
+        row = conn.execute(_SELECT_ACCEPT_PROGRESS, params).one()
+    elif row.receipted:
+        # Receipts matched parts while the MT was still being sent; they could not settle
+        # it then (the sender owned its status), so settle it now.
+        status = refresh_mt_status(conn, mt_id, now)
+    applied = 0
+    if row.receipts:
+        # After the MT's status: receipts only settle an MT that is already submitted.
+        applied, held_status = apply_held_receipts_to_mt(
+            conn, smsc=smsc, smsc_message_id=smsc_message_id, mt_part_id=part_id, mt_id=mt_id, now=now, grace=receipt_grace
         )
-    )
-    if any(status not in ("pending", "accepted") for status in statuses):
+        status = held_status or status
+    progress = _progress_of(row, applied)
+    # Receipts change only the MT's status, and move parts between statuses that all
+    # count as accepted.
+    return progress if status is None else attrs.evolve(progress, status=status)
+
+
+def _settle(conn: Connection, mt_id: int, now: float) -> None:
+    """Once every part is with an SMSC: release the claim and make an active MT ``submitted``."""
+    settled = conn.execute(_SETTLE, {"b_mt_id": mt_id, "b_now": now}).first()
+    if settled is not None and settled.receipted:
         # Receipts matched parts while the MT was still being sent; they could not settle
         # it then (the sender owned its status), so settle it now.
         refresh_mt_status(conn, mt_id, now)
-    return accepted
 
 
 def settle_mt(conn: Connection, *, mt_id: int, now: float) -> MtProgress:
@@ -319,9 +415,10 @@ def settle_mt(conn: Connection, *, mt_id: int, now: float) -> MtProgress:
     Raises:
         LookupError: no such MT.
     """
-    if conn.execute(sa.select(mt_messages.c.id).where(mt_messages.c.id == mt_id)).scalar_one_or_none() is None:
+    if conn.execute(_MT_EXISTS, {"b_mt_id": mt_id}).scalar_one_or_none() is None:
         raise LookupError(f"no MT {mt_id}")
-    return _progress(conn, mt_id, accepted=_settle(conn, mt_id, now))
+    _settle(conn, mt_id, now)
+    return _progress(conn, mt_id)
 
 
 def attempt_failed(
