@@ -1,9 +1,12 @@
 """MO -> deliver_sm_resp round trips per second, and their latency, over loopback.
 
-The gateway runs as its own process (``python -m gatewayd run``) bound to a simulator that
-lives in this process and acts as the load generator: it sends deliver_sm as fast as the
-window allows (or at a fixed offered rate with ``--rate``) and times each one until its
-deliver_sm_resp arrives.
+By default this measures the SMPP transport alone: the gateway's binds, session, transport
+and ingest run as their own process (``bench/ack_only_gateway.py``) and acknowledge each MO
+at once, with one canonical log line each. ``--durable`` runs the real daemon instead
+(``python -m gatewayd run``), which stores every MO before acknowledging it (see also
+bench/pipeline.py). Either way a simulator in this process is the load generator: it sends
+deliver_sm as fast as the window allows (or at a fixed offered rate with ``--rate``) and
+times each one until its deliver_sm_resp arrives.
 
     python bench/echo.py                      # 20,000 MOs, window 100, as fast as possible
     python bench/echo.py --rate 2000 -n 20000 # latency at 2,000 MO/s offered
@@ -61,7 +64,11 @@ async def run(args: argparse.Namespace) -> None:
             config = Path(state) / "gatewayd.toml"
             config.write_text(CONFIG.format(state=state, port=port, window=args.window, log_level=args.log_level))
             env = dict(os.environ, PYTHONPATH=str(ROOT))
-            gateway = subprocess.Popen([sys.executable, "-m", "gatewayd", "run", "--config", str(config)], stdout=subprocess.DEVNULL, env=env)
+            if args.durable:
+                command = [sys.executable, "-m", "gatewayd", "run", "--config", str(config)]
+            else:
+                command = [sys.executable, str(ROOT / "bench" / "ack_only_gateway.py"), "127.0.0.1", str(port), "bench", "bench", str(args.window), args.log_level]
+            gateway = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
             try:
                 with trio.fail_after(30):
                     await simulator.wait_bound()
@@ -96,7 +103,9 @@ async def run(args: argparse.Namespace) -> None:
                 await trio.to_thread.run_sync(gateway.wait)
         nursery.cancel_scope.cancel()
     mode = f"offered {args.rate:,.0f}/s" if args.rate else f"closed loop, window {args.window}"
-    print(f"echo: {args.count:,} MO -> deliver_sm_resp over loopback ({mode}, gateway log level {args.log_level})")
+    path = "stored before the ack" if args.durable else "transport only, acknowledged at once"
+    path += f", gateway log level {args.log_level}"
+    print(f"echo: {args.count:,} MO -> deliver_sm_resp over loopback ({mode}; {path})")
     print(f"  throughput : {args.count / elapsed:10,.0f} MO/s acknowledged  ({elapsed:.2f} s)")
     print(f"  latency    : p50 {percentile(latencies, 50) * 1000:.2f} ms   p99 {percentile(latencies, 99) * 1000:.2f} ms   max {max(latencies) * 1000:.2f} ms   mean {statistics.fmean(latencies) * 1000:.2f} ms")
     print(f"  not ROK    : {failures}")
@@ -109,6 +118,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="offered MO/s (0: closed loop, as fast as the window allows)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--quick", action="store_true", help="2,000 MOs")
+    parser.add_argument("--durable", action="store_true", help="run the real daemon, which stores each MO before acknowledging it")
     args = parser.parse_args()
     if args.quick:
         args.count = 2_000
