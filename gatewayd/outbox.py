@@ -322,6 +322,8 @@ class Outbox:
                     smsc_message_id=message_id,
                     submit_status=int(CommandStatus.ESME_ROK),
                     now=self._clock(),
+                    recipient=mt.msisdn,
+                    text=mt.text,
                 )
             except StoreError as exc:
                 if attempt + 1 == ACCEPT_STORE_ATTEMPTS:

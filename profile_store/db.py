@@ -32,6 +32,9 @@ log = structlog.get_logger("profile_store.db")
 
 T = TypeVar("T")
 
+#: Seconds between WAL checkpoints on SQLite.
+CHECKPOINT_INTERVAL = 1.0
+
 #: Transient failures of a whole batch (deadlock, lock timeout, lost connection) are retried
 #: this many times before the batch's callers are told the store is unavailable.
 COMMIT_ATTEMPTS = 8
@@ -76,6 +79,9 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Checkpoints would otherwise run inside whichever commit crosses 1,000 WAL pages,
+            # stalling the writer; Store.run_writer checkpoints from another thread instead.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -138,21 +144,46 @@ class Store:
     async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The single writer task: run it in a nursery for as long as writes are wanted."""
         self._running = True
-        task_status.started()
         try:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < self.max_batch:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                # Not cancellable: a commit that started finishes, so its callers' outcome is known.
-                await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
-                for unit in batch:
-                    unit.done.set()
+            async with trio.open_nursery() as nursery:
+                if self.dialect == "sqlite":
+                    nursery.start_soon(self._checkpointer)
+                task_status.started()
+                await self._write_batches()
+                nursery.cancel_scope.cancel()
         finally:
             self._running = False
+
+    async def _checkpointer(self) -> None:
+        """Move the WAL into the database file every second, off the writer's commit path."""
+        done = self.commits
+        while True:
+            await trio.sleep(CHECKPOINT_INTERVAL)
+            if self.commits != done:
+                done = self.commits
+                try:
+                    await trio.to_thread.run_sync(self._checkpoint, limiter=self._reader_limiter)
+                except sa.exc.DBAPIError as exc:
+                    log.warning("store_checkpoint_failed", error=str(exc.orig))
+
+    def _checkpoint(self) -> None:
+        with self.engine.connect() as conn:
+            # On the raw connection: PASSIVE never waits for the writer, and it must not run
+            # inside a transaction of its own.
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+
+    async def _write_batches(self) -> None:
+        async for first in self._receive:
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            # Not cancellable: a commit that started finishes, so its callers' outcome is known.
+            await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
+            for unit in batch:
+                unit.done.set()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in the next group commit; return its result once committed.

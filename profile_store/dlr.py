@@ -31,6 +31,7 @@ from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
 __all__ = [
+    "apply_held_by_content",
     "record_receipt",
     "apply_held_receipts",
     "apply_held_receipts_to_mt",
@@ -230,6 +231,8 @@ def record_receipt(
         "message_state": receipt.message_state,
         "received_at": now,
         "matched": part is not None,
+        "recipient": recipient,
+        "text": None if receipt.text is None else receipt.text[:32],
     }
     event["id"] = conn.execute(_INSERT_EVENT, event).scalar_one()
     if part is None:
@@ -363,6 +366,43 @@ def _apply_held(
     conn.execute(_MARK_MATCHED, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
     if mt_id is None:
         mt_id = int(conn.execute(_MT_OF_PART, {"b_part_id": mt_part_id}).scalar_one())
+    return len(held), refresh_mt_status(conn, mt_id, now)
+
+
+_HELD_FOR_RECIPIENT = sa.select(_e.id, _e.smsc, _e.stat, _e.err, _e.message_state, _e.text, _e.received_at).where(
+    _e.recipient == sa.bindparam("b_recipient"), _e.matched.is_(False)
+)
+
+
+def apply_held_by_content(
+    conn: sa.Connection, *, smsc: str, recipient: str, mt_text: str, mt_part_id: int, mt_id: int, now: float, grace: float = 300.0
+) -> tuple[int, str | None]:
+    """Apply held receipts that belong to a first part by recipient and text, not by id.
+
+    When a gateway dies after the SMSC accepted a submit_sm but before the id was stored, the
+    MT is sent again. The first submission's receipt carries an id nobody recorded; if it
+    arrives before the resubmission is accepted, :func:`record_receipt` holds it. Called when
+    a first part is accepted, this applies such receipts: unmatched, for the same handset and
+    SMSC, received within ``grace``, quoting the start of the MT's text.
+
+    Returns:
+        How many receipts were applied, and the MT's status afterwards (None when none were).
+    """
+    since = now - grace
+    held = [
+        event
+        for event in conn.execute(_HELD_FOR_RECIPIENT, {"b_recipient": recipient})
+        if event.smsc == smsc and event.text and event.received_at >= since and mt_text.startswith(event.text)
+    ]
+    if not held:
+        return 0, None
+    for event in sorted(held, key=lambda event: (event.received_at, event.id)):
+        receipt = DeliveryReceipt(
+            message_id=None, sub=None, dlvrd=None, submit_date=None, done_date=None, stat=event.stat,
+            err=event.err, text=event.text, message_state=event.message_state, network_error_code=None,
+        )
+        _apply(conn, mt_part_id, receipt, now)
+    conn.execute(_MARK_MATCHED, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
     return len(held), refresh_mt_status(conn, mt_id, now)
 
 

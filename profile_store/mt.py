@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gatewayd.smpp.text import ConcatMethod, split_text
-from profile_store.dlr import apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
+from profile_store.dlr import apply_held_by_content, apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
 from profile_store.mt_values import ClaimedMt, MtProgress, MtRequest, StoredMt, StoredMtPart
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
@@ -329,6 +329,8 @@ def part_accepted(
     submit_status: int,
     now: float,
     receipt_grace: float = 300.0,
+    recipient: str | None = None,
+    text: str | None = None,
 ) -> MtProgress:
     """Record that an SMSC accepted one part; the MT is ``submitted`` once every part is.
 
@@ -346,6 +348,10 @@ def part_accepted(
         submit_status: the submit_sm_resp command_status (0).
         now: the current time.
         receipt_grace: how old a held receipt may be and still be applied.
+        recipient: the MT's number (E.164) and ``text`` its text: with them, held receipts
+            of an earlier submission of this first part whose id was never stored are applied
+            (see :func:`profile_store.dlr.apply_held_by_content`).
+        text: see ``recipient``.
 
     Returns:
         The MT's progress.
@@ -391,6 +397,12 @@ def part_accepted(
             conn, smsc=smsc, smsc_message_id=smsc_message_id, mt_part_id=part_id, mt_id=mt_id, now=now, grace=receipt_grace
         )
         status = held_status or status
+    if part_index == 1 and recipient and text:
+        by_content, content_status = apply_held_by_content(
+            conn, smsc=smsc, recipient=recipient, mt_text=text, mt_part_id=part_id, mt_id=mt_id, now=now, grace=receipt_grace
+        )
+        applied += by_content
+        status = content_status or status
     progress = _progress_of(row, applied)
     # Receipts change only the MT's status, and move parts between statuses that all
     # count as accepted.

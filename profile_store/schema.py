@@ -216,7 +216,12 @@ dlr_events = Table(
     Column("message_state", SmallInteger, nullable=True),
     Column("received_at", Float, nullable=False),
     Column("matched", Boolean, nullable=False),
+    # The handset (E.164) and the receipt's "text:" quote: they identify the MT when the id
+    # does not (a submission whose submit_sm_resp was lost with a crashed process).
+    Column("recipient", String(20), nullable=True),
+    Column("text", String(32), nullable=True),
     Index(None, "smsc", "smsc_message_id"),
     Index(None, "matched", "received_at"),
     Index(None, "mt_part_id"),
+    Index(None, "recipient", "matched"),
 )

@@ -261,3 +261,20 @@ def test_content_matching_needs_the_same_recipient(engine: sa.Engine) -> None:
     run(engine, make_mt, ["resubmitted-id"])
     assert not run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 5, recipient="+306900000000").matched
     assert not run(engine, record_receipt, SMSC, receipt("lost-id-2"), "lost-id-2", T0 + 5).matched
+
+
+def test_receipt_of_a_lost_submission_before_the_resubmission_is_applied_when_it_is_accepted(engine: sa.Engine) -> None:
+    """A receipt whose id was never stored, arriving before the MT is resubmitted, is applied once the resubmission is accepted."""
+    from profile_store.mt import part_accepted
+
+    mt_id, parts = run(engine, make_mt, [None], status="sending")
+    with engine.begin() as conn:
+        conn.execute(sa.update(mt_parts).where(mt_parts.c.id == parts[0]).values(status="pending", submitted_at=None))
+    held = run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 1, recipient="+447700900123")
+    assert not held.matched
+    progress = run(
+        engine, part_accepted, mt_id=mt_id, part_index=1, smsc=SMSC, smsc_message_id="new-id", submit_status=0,
+        now=T0 + 2, recipient="+447700900123", text="hello",
+    )
+    assert progress.status == "delivered"
+    assert read(engine, dlr_events, "matched", "mt_part_id") == [(True, parts[0])]

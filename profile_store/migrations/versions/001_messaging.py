@@ -157,12 +157,15 @@ def upgrade() -> None:
         sa.Column("message_state", sa.SmallInteger(), nullable=True),
         sa.Column("received_at", sa.Float(), nullable=False),
         sa.Column("matched", sa.Boolean(), nullable=False),
+        sa.Column("recipient", sa.String(length=20), nullable=True),
+        sa.Column("text", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dlr_events")),
         sa.ForeignKeyConstraint(["mt_part_id"], ["mt_parts.id"], name=op.f("fk_dlr_events_mt_part_id_mt_parts")),
     )
     op.create_index("ix_dlr_events_smsc_smsc_message_id", "dlr_events", ["smsc", "smsc_message_id"])
     op.create_index("ix_dlr_events_matched_received_at", "dlr_events", ["matched", "received_at"])
     op.create_index("ix_dlr_events_mt_part_id", "dlr_events", ["mt_part_id"])
+    op.create_index("ix_dlr_events_recipient_matched", "dlr_events", ["recipient", "matched"])
 
 
 def downgrade() -> None:
