@@ -12,13 +12,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import structlog
 import trio
 
 from gatewayd import __version__
 from gatewayd.config import ConfigError, GatewayConfig, load_config
+
+if TYPE_CHECKING:
+    from gatewayd.simulator.smsc import SmscSimulator
 
 __all__ = ["main", "default_config_path"]
 
@@ -174,7 +177,7 @@ async def _serve_simulator(args: argparse.Namespace) -> None:
             nursery.start_soon(_inject_file, simulator, args.mo_file)
 
 
-async def _inject_file(simulator: "SmscSimulator", source: str) -> None:  # noqa: F821 - imported lazily
+async def _inject_file(simulator: SmscSimulator, source: str) -> None:
     """Inject the MOs of a JSON-lines file (or stdin) once a receiver is bound."""
     if source == "-":
         lines = await trio.to_thread.run_sync(sys.stdin.read)

@@ -29,7 +29,7 @@ from profile_store.schema import mo_messages
 from profile_store.values import MoStatus, StoredMo
 from gatewayd.smpp.text import ConcatReferences
 
-__all__ = ["Decision", "MoProcessor", "Dispatcher", "leave_unrouted", "process_mo"]
+__all__ = ["Decision", "MoProcessor", "Dispatcher", "leave_unrouted", "process_mos"]
 
 log = structlog.get_logger("gatewayd.dispatch")
 
@@ -63,30 +63,7 @@ class Processed:
 
 
 # Built once: SQLAlchemy then reuses the compiled statements for every MO.
-_CLAIM = (
-    sa.update(mo_messages)
-    .where(mo_messages.c.id == sa.bindparam("mo_id"), mo_messages.c.status == MoStatus.STORED.value)
-    .values(status=MoStatus.PROCESSED.value, processed_at=sa.bindparam("now"))
-)
 _RECORD_ROUTE = sa.update(mo_messages).where(mo_messages.c.id == sa.bindparam("mo_id")).values(route=sa.bindparam("new_route"))
-
-
-def process_mo(conn: sa.Connection, mo: StoredMo, now: float, processor: MoProcessor, next_ref: Callable[[str], int]) -> Processed:
-    """The unit of work for one MO: decide, enqueue the replies, mark the MO processed.
-
-    The MO is claimed with a conditional update first, so work handed over twice (by ingest
-    and by the sweep, or by two nodes) is done once.
-
-    Args:
-        next_ref: gives the concatenation reference for a reply to a number.
-    """
-    claimed = conn.execute(_CLAIM, {"mo_id": mo.id, "now": now}).rowcount
-    if not claimed:
-        return Processed(mo.id, mo.route or "", (), fresh=False)
-    decision = processor(conn, mo, now)
-    mt_ids = tuple(enqueue_mt(conn, request, now, concat_ref=next_ref(request.msisdn)).id for request in decision.replies)
-    conn.execute(_RECORD_ROUTE, {"mo_id": mo.id, "new_route": decision.route})
-    return Processed(mo.id, decision.route, mt_ids, fresh=True)
 
 
 _CLAIM_MANY = (
@@ -113,10 +90,11 @@ class Failed:
 def process_mos(
     conn: sa.Connection, mos: Sequence[StoredMo], now: float, processor: MoProcessor, next_ref: Callable[[str], int]
 ) -> list[Processed | Failed]:
-    """The unit of work for several MOs at once: as :func:`process_mo`, with fewer statements.
+    """The unit of work for a batch of MOs: decide, enqueue the replies, mark each processed.
 
-    One conditional UPDATE claims every MO still 'stored'; each claimed MO is decided and its
-    replies enqueued; the routes are written with one executemany. A processor only decides
+    One conditional UPDATE claims every MO still 'stored', so work handed over twice (by
+    ingest and by the sweep, or by two nodes) is done once; each claimed MO is decided and
+    its replies enqueued; the routes are written with one executemany. A processor only decides
     (it may read, never write), so when it raises for one MO that MO alone is marked failed
     and the others go on.
     """
