@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from gatewayd.simulator.smsc import SmscSimulator  # noqa: E402
 from gatewayd.smpp.session import SessionConfig  # noqa: E402
+from stats import percentile  # noqa: E402
 
 CONFIG = """
 [gateway]
@@ -48,12 +49,6 @@ password = "bench"
 short_codes = ["4160"]
 window = {window}
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 async def run(args: argparse.Namespace) -> None:

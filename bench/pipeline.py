@@ -36,6 +36,7 @@ from gatewayd.smpp.session import SessionConfig  # noqa: E402
 from profile_store.db import Store, make_engine  # noqa: E402
 from profile_store.migrate import upgrade  # noqa: E402
 from profile_store.mt import MtRequest, enqueue_mt, outbox_counts  # noqa: E402
+from stats import percentile  # noqa: E402
 
 CONFIG = """
 [gateway]
@@ -59,9 +60,8 @@ max_mt_per_second = 100000
 
 
 def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile, in milliseconds."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
+    """Nearest-rank percentile of seconds, in milliseconds."""
+    return percentile(values, q) * 1000
 
 
 def pg_url() -> str | None:

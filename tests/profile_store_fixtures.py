@@ -72,6 +72,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    """An engine on ``store_url`` with every table created, for tests that run units directly."""
+    e = make_engine(store_url)
+    metadata.create_all(e)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture
 async def store(store_url: str, nursery: trio.Nursery) -> AsyncIterator[Store]:
     """A Store on ``store_url`` with every table created and its writer running."""
     s = Store.open(store_url)

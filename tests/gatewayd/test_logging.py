@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 import gatewayd.logging as gwlog
-from gatewayd.logging import ID_KEYS, NUMBER_KEYS, SECRET_KEYS, TEXT_KEYS, configure_logging, mask_personal_data
+from gatewayd.logging import ID_KEYS, NUMBER_KEYS, SECRET_KEYS, configure_logging, mask_personal_data
 from gatewayd.smpp.pdus import Bind, DeliverSm
 
 MSISDN = "447700900123"

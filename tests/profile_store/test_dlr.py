@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import sqlalchemy as sa
@@ -16,20 +16,11 @@ from gatewayd.smpp.receipts import normalise_message_id, parse_receipt
 from profile_store import schema
 from profile_store.db import Store, make_engine
 from profile_store.dlr import apply_held_receipts, record_receipt, refresh_mt_status, unmatched_receipts
-from profile_store.schema import dlr_events, metadata, mt_messages, mt_parts, subscribers
+from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
 T0 = 1_700_000_000.0
 SMSC = "op-a"
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[sa.Engine]:
-    """An engine on an empty database with every table."""
-    e = make_engine(store_url)
-    metadata.create_all(e)
-    yield e
-    e.dispose()
 
 
 def run(engine: sa.Engine, fn: Any, *args: Any, **kwargs: Any) -> Any:

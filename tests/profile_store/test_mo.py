@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import itertools
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -33,15 +33,6 @@ _sources = itertools.count(1)
 def new_source() -> str:
     """A subscriber number no other test example uses."""
     return f"+3069{next(_sources):08d}"
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[sa.Engine]:
-    """An engine on an empty database with every table."""
-    e = make_engine(store_url)
-    metadata.create_all(e)
-    yield e
-    e.dispose()
 
 
 def part(

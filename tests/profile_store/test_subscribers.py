@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -12,17 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from profile_store.db import Store, make_engine
-from profile_store.schema import metadata, subscribers
+from profile_store.schema import subscribers
 from profile_store.subscribers import InvalidNumber, get_or_create_subscriber, normalise_msisdn
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[sa.Engine]:
-    """An engine on an empty database with every table."""
-    e = make_engine(store_url)
-    metadata.create_all(e)
-    yield e
-    e.dispose()
 
 
 @pytest.mark.parametrize(

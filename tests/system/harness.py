@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
