@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from gatewayd.smpp.constants import BindMode, CommandId, CommandStatus, EsmClass, MessageState, Tag
+from gatewayd.smpp.errors import LocalProtocolError
 from gatewayd.smpp.pdus import Bind, DataSm, DeliverSm, Pdu, SubmitSm
 from gatewayd.smpp.session import SessionConfig, SmppSession
 from gatewayd.smpp.states import Role
@@ -161,7 +162,8 @@ class SmscSimulator:
             status = CommandStatus.ESME_RINVPASWD
         else:
             status = CommandStatus.ESME_ROK
-        conn.answer(bind.response(status, self.name))
+        if not self._answer(conn, bind.response(status, self.name)):
+            return
         if status == CommandStatus.ESME_ROK:
             self.stats["binds_accepted"] += 1
             conn.name = f"{self.name}-{bind.mode.value}-{self.stats['binds_accepted']}"
@@ -176,6 +178,18 @@ class SmscSimulator:
         if not conn.closed:
             self._answer_submit(conn, pdu)
 
+    def _answer(self, conn: SmppConnection, response: Pdu) -> bool:
+        """Answer a request; False when the connection closed while it waited in the queue.
+
+        The ESME never saw the answer, so it resubmits: the message counts as not received.
+        """
+        try:
+            conn.answer(response)
+        except LocalProtocolError:
+            self.stats["submits_unanswerable"] += 1
+            return False
+        return True
+
     def _answer_submit(self, conn: SmppConnection, pdu: SubmitSm | DataSm) -> None:
         faults = self.faults
         if faults.withhold_responses:
@@ -184,17 +198,18 @@ class SmscSimulator:
         if faults.throttle_next > 0:
             faults.throttle_next -= 1
             self.stats["submits_throttled"] += 1
-            conn.answer(pdu.response(CommandStatus.ESME_RTHROTTLED))
+            self._answer(conn, pdu.response(CommandStatus.ESME_RTHROTTLED))
             return
         if faults.reject_status:
             self.stats["submits_rejected"] += 1
-            conn.answer(pdu.response(faults.reject_status))
+            self._answer(conn, pdu.response(faults.reject_status))
             return
         message_id = f"{next(self._ids):08x}"
+        if not self._answer(conn, pdu.response(CommandStatus.ESME_ROK, message_id)):
+            return
         self.submitted.append(pdu)
         self.stats["submits_accepted"] += 1
         self.stats[f"submits_accepted:{conn.name}"] += 1
-        conn.answer(pdu.response(CommandStatus.ESME_ROK, message_id))
         if self.delivery_receipts and pdu.registered_delivery & 0x03 and self._nursery is not None:
             self._nursery.start_soon(self._send_receipt, pdu, message_id, self._clock())
 
