@@ -46,6 +46,13 @@ __all__ = [
     "mt_messages",
     "mt_parts",
     "dlr_events",
+    "campaigns",
+    "campaign_state",
+    "sessions",
+    "campaign_records",
+    "profile_facts",
+    "coupons",
+    "alert_subscriptions",
     "MO_PART_STATUSES",
     "MO_STATUSES",
     "MT_STATUSES",
@@ -139,9 +146,12 @@ mo_messages = Table(
     Column("route", String(64), nullable=True),
     Column("processed_at", Float, nullable=True),
     Column("error", Text, nullable=True),
+    # The campaign the MO reached (by keyword, session or default, or closed), if any.
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=True),
     _one_of("status", MO_STATUSES),
     Index(None, "status", "id"),
     Index(None, "subscriber_id"),
+    Index(None, "campaign_id"),
 )
 
 # --- mobile terminated ----------------------------------------------------------------------
@@ -224,4 +234,111 @@ dlr_events = Table(
     Index(None, "matched", "received_at"),
     Index(None, "mt_part_id"),
     Index(None, "recipient", "matched"),
+)
+
+# --- campaigns ------------------------------------------------------------------------------
+
+#: A campaign as last loaded from its sheet. Rows stay after a sheet is removed, so the
+#: messages and results that refer to it keep their meaning.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    # The data user responsible for what the campaign collects.
+    Column("owner", String(200), nullable=False),
+    Column("module", String(64), nullable=False),
+    Column("short_code", String(21), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: A module's own state for one subscriber in one campaign (votes cast, quiz progress),
+#: as a JSON object.
+campaign_state = Table(
+    "campaign_state",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index(None, "subscriber_id"),
+)
+
+#: A sticky session: the subscriber's MOs to this short code go to the campaign, keyword
+#: or not, until the session expires.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("short_code", String(21), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index(None, "subscriber_id"),
+    Index(None, "campaign_id"),
+    Index(None, "expires_at"),
+)
+
+#: A result counted by a module: a vote, an answer, a score. Tallies add up the records
+#: not withdrawn, by (kind, key).
+campaign_records = Table(
+    "campaign_records",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("mo_id", Integer, ForeignKey("mo_messages.id"), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    # True once a later record replaced it (a changed vote).
+    Column("withdrawn", Boolean, nullable=False),
+    Index(None, "campaign_id", "kind", "key"),
+    Index(None, "campaign_id", "subscriber_id", "kind"),
+    Index(None, "subscriber_id"),
+    Index(None, "mo_id"),
+)
+
+#: The local profile: pairs of an object or event and the subscriber's attitude to it,
+#: collected by one campaign.
+profile_facts = Table(
+    "profile_facts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("object", String(200), nullable=False),
+    Column("attitude", Text, nullable=False),
+    Column("mo_id", Integer, ForeignKey("mo_messages.id"), nullable=True),
+    Column("recorded_at", Float, nullable=False),
+    Index(None, "campaign_id", "subscriber_id"),
+    Index(None, "subscriber_id"),
+    Index(None, "mo_id"),
+)
+
+#: The code pool of a coupon campaign: unclaimed until a subscriber gets the code.
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=True),
+    Column("claimed_at", Float, nullable=True),
+    Column("redeemed_at", Float, nullable=True),
+    UniqueConstraint("campaign_id", "code"),
+    Index(None, "campaign_id", "subscriber_id"),
+    Index(None, "subscriber_id"),
+)
+
+#: Who receives the alerts of a topic (the lists multicast campaigns send to).
+alert_subscriptions = Table(
+    "alert_subscriptions",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), primary_key=True),
+    Column("topic", String(64), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("subscribed_at", Float, nullable=False),
+    Index(None, "subscriber_id"),
 )

@@ -140,6 +140,31 @@ def test_upgrade_is_idempotent_and_keeps_the_data(store_url: str) -> None:
     assert current_revision(store_url) == head_revision()
 
 
+def test_002_keeps_the_mos_stored_under_001(store_url: str) -> None:
+    """Upgrading from 001 rebuilds mo_messages with its rows, which reach no campaign yet."""
+    upgrade(store_url, "001")
+
+    def store_one(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(
+            "INSERT INTO subscribers (msisdn, created_at, last_seen_at) VALUES ('+447700900123', 1, 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO mo_messages (smsc, subscriber_id, short_code, text, data_coding, parts, complete,"
+            " received_at, stored_at, status) VALUES ('op', 1, '4160', 'VOTE GRE', 0, 1, true, 1, 1, 'stored')"
+        )
+
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            store_one(conn)
+    finally:
+        engine.dispose()
+    upgrade(store_url)
+    found = _with_engine(store_url, lambda conn: conn.exec_driver_sql("SELECT text, campaign_id FROM mo_messages").all())
+    assert found == [("VOTE GRE", None)]
+    assert _differences(store_url) == []
+
+
 def test_downgrade_to_base_then_upgrade_again(store_url: str) -> None:
     """Downgrading to base drops every table; upgrading again rebuilds the same schema."""
     upgrade(store_url)
@@ -191,8 +216,8 @@ _BATCH_REVISION = """
     import sqlalchemy as sa
     from alembic import op
 
-    revision = "002"
-    down_revision = "001"
+    revision = "901"
+    down_revision = "HEAD"
 
     def _recreate() -> str:
         # Move and copy on SQLite even where ALTER would do; PostgreSQL just ALTERs.
@@ -212,12 +237,12 @@ _FAILING_REVISION = """
     import sqlalchemy as sa
     from alembic import op
 
-    revision = "003"
-    down_revision = "002"
+    revision = "902"
+    down_revision = "901"
 
     def upgrade() -> None:
         op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
-        raise RuntimeError("revision 003 fails")
+        raise RuntimeError("revision 902 fails")
 
     def downgrade() -> None:
         pass
@@ -242,13 +267,17 @@ def test_later_revisions_rebuild_referenced_tables_and_fail_atomically(store_url
     finally:
         engine.dispose()
     config = alembic_config(store_url)
-    scripts = _scripts_with(tmp_path, {"002_note.py": _BATCH_REVISION, "003_fails.py": _FAILING_REVISION})
+    head = head_revision()
+    scripts = _scripts_with(
+        tmp_path,
+        {"901_note.py": _BATCH_REVISION.replace("HEAD", head), "902_fails.py": _FAILING_REVISION},
+    )
     config.set_main_option("script_location", str(scripts))
-    command.upgrade(config, "002")
-    assert current_revision(store_url) == "002"
-    with pytest.raises(RuntimeError, match="revision 003 fails"):
-        command.upgrade(config, "003")
-    assert current_revision(store_url) == "002"
+    command.upgrade(config, "901")
+    assert current_revision(store_url) == "901"
+    with pytest.raises(RuntimeError, match="revision 902 fails"):
+        command.upgrade(config, "902")
+    assert current_revision(store_url) == "901"
     assert "half_done" not in _table_names(store_url)
 
     def rows(conn: sa.Connection) -> tuple[list[Any], list[Any], bool]:
@@ -260,7 +289,7 @@ def test_later_revisions_rebuild_referenced_tables_and_fail_atomically(store_url
         )
 
     assert _with_engine(store_url, rows) == ([("+447700900123", None)], [sid], True)
-    command.downgrade(config, "001")
+    command.downgrade(config, head)
     assert _differences(store_url) == []
 
 
