@@ -34,15 +34,27 @@ __all__ = ["Decision", "MoProcessor", "Dispatcher", "leave_unrouted", "process_m
 log = structlog.get_logger("gatewayd.dispatch")
 
 
+#: Writes a decision's effects inside the unit's transaction; returns more MTs to send.
+Apply = Callable[[sa.Connection, float], Sequence[MtRequest]]
+
+
 @attrs.frozen
 class Decision:
-    """What to do with one MO: the routing outcome to record and the MTs to send."""
+    """What to do with one MO: the routing outcome to record, the MTs to send and the effects to write.
+
+    ``apply`` runs after the decision, under a SAVEPOINT of its own: when it raises anything
+    but a database error, its writes are undone and the MO alone is marked failed.
+    """
 
     route: str
     replies: tuple[MtRequest, ...] = ()
+    #: The campaign the MO reached, recorded with it.
+    campaign_id: int | None = None
+    apply: Apply | None = None
 
 
-#: Decides about an MO inside the store's transaction (it may read; it must not commit).
+#: Decides about an MO inside the store's transaction (it may read; it must not write:
+#: writes belong in the decision's ``apply``).
 MoProcessor = Callable[[sa.Connection, StoredMo, float], Decision]
 
 
@@ -63,7 +75,11 @@ class Processed:
 
 
 # Built once: SQLAlchemy then reuses the compiled statements for every MO.
-_RECORD_ROUTE = sa.update(mo_messages).where(mo_messages.c.id == sa.bindparam("mo_id")).values(route=sa.bindparam("new_route"))
+_RECORD_ROUTE = (
+    sa.update(mo_messages)
+    .where(mo_messages.c.id == sa.bindparam("mo_id"))
+    .values(route=sa.bindparam("new_route"), campaign_id=sa.bindparam("new_campaign_id"))
+)
 
 
 _CLAIM_MANY = (
@@ -77,6 +93,11 @@ _RECORD_FAILURE = (
     .where(mo_messages.c.id == sa.bindparam("mo_id"))
     .values(status=MoStatus.FAILED.value, error=sa.bindparam("new_error"))
 )
+
+
+def mark_failed(conn: sa.Connection, mo_id: int, error: str) -> None:
+    """Mark an MO failed (a unit of its own, when processing it broke the whole unit)."""
+    conn.execute(_RECORD_FAILURE, {"mo_id": mo_id, "new_error": error})
 
 
 @attrs.frozen
@@ -99,6 +120,10 @@ def process_mos(
     and the others go on.
     """
     claimed = set(conn.execute(_CLAIM_MANY, {"mo_ids": [mo.id for mo in mos], "now": now}).scalars())
+    prepare = getattr(processor, "prepare", None)
+    if prepare is not None and claimed:
+        # Lets a processor read what the whole batch needs in a few queries.
+        prepare(conn, [mo for mo in mos if mo.id in claimed], now)
     outcomes: list[Processed | Failed] = []
     routes: list[dict[str, object]] = []
     failures: list[dict[str, object]] = []
@@ -109,12 +134,24 @@ def process_mos(
         try:
             decision = processor(conn, mo, now)
         except Exception as exc:
-            error = f"processor raised {type(exc).__name__}"
+            error = f"processor raised {type(exc).__name__}: {exc}"[:500]
             failures.append({"mo_id": mo.id, "new_error": error})
             outcomes.append(Failed(mo.id, error))
             continue
-        mt_ids = tuple(enqueue_mt(conn, request, now, concat_ref=next_ref(request.msisdn)).id for request in decision.replies)
-        routes.append({"mo_id": mo.id, "new_route": decision.route})
+        requests = list(decision.replies)
+        if decision.apply is not None:
+            try:
+                with conn.begin_nested():
+                    requests += decision.apply(conn, now)
+            except sa.exc.DBAPIError:
+                raise
+            except Exception as exc:
+                error = f"applying the decision raised {type(exc).__name__}: {exc}"[:500]
+                failures.append({"mo_id": mo.id, "new_error": error})
+                outcomes.append(Failed(mo.id, error))
+                continue
+        mt_ids = tuple(enqueue_mt(conn, request, now, concat_ref=next_ref(request.msisdn)).id for request in requests)
+        routes.append({"mo_id": mo.id, "new_route": decision.route, "new_campaign_id": decision.campaign_id})
         outcomes.append(Processed(mo.id, decision.route, mt_ids, fresh=True))
     if routes:
         conn.execute(_RECORD_ROUTE, routes)
@@ -232,6 +269,21 @@ class Dispatcher:
         except StoreUnavailable as exc:
             # Still 'stored': the next sweep tries again.
             log.warning("mo_processing_deferred", mo_ids=[mo.id for mo in batch], error=str(exc))
+            return
+        except Exception as exc:
+            # A database error that is not transient (a constraint a decision broke): find
+            # the MO that causes it, so the others go on and it is not retried for ever.
+            if len(batch) > 1:
+                for mo in batch:
+                    await self._process([mo])
+                return
+            (mo,) = batch
+            log.error("mo_processing_failed", mo_id=mo.id, error=f"{type(exc).__name__}: {exc}"[:500])
+            self.failed += 1
+            try:
+                await self.store.write(mark_failed, mo.id, f"{type(exc).__name__}: {exc}"[:500])
+            except Exception as again:
+                log.error("mo_mark_failed_failed", mo_id=mo.id, error=str(again)[:500])
             return
         latency_ms = round((trio.current_time() - started) * 1000, 3)
         enqueued = 0

@@ -87,3 +87,80 @@ async def test_a_raising_processor_marks_the_mo_failed_without_replies(nursery: 
     assert dispatcher.failed == 1
     assert await store.read(_statuses) == [("failed", None)]
     assert await store.read(_count("mt_messages")) == 0
+
+
+def _insert_subscriber(conn: sa.Connection, number: str) -> None:
+    conn.execute(sa.text("INSERT INTO subscribers (msisdn, created_at, last_seen_at) VALUES (:n, 0, 0)"), {"n": number})
+
+
+async def test_an_apply_that_raises_undoes_its_writes_and_fails_only_its_mo(nursery: trio.Nursery, store: Store) -> None:
+    """A decision whose apply writes then raises leaves no trace and fails its MO; the batch's other MOs go on."""
+    mos = await _stored(store, 3)
+    poison = mos[1].id
+
+    def decide(conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        def apply(conn: sa.Connection, now: float) -> list[MtRequest]:
+            _insert_subscriber(conn, f"+1555000{mo.id:04d}")
+            if mo.id == poison:
+                raise KeyError("template value")
+            return [MtRequest(msisdn=mo.msisdn, source_addr=mo.short_code, text="applied", priority=0, in_reply_to=mo.id)]
+
+        return Decision(route="applied", apply=apply)
+
+    dispatcher = Dispatcher(store, decide, sweep_interval=3600)
+    for mo in mos:
+        dispatcher.submit(mo)
+    await nursery.start(dispatcher.run)
+    await _settle(store, dispatcher, 3)
+    assert await store.read(_statuses) == [("processed", "applied"), ("failed", None), ("processed", "applied")]
+    numbers = await store.read(lambda conn: conn.execute(sa.text("SELECT msisdn FROM subscribers WHERE msisdn LIKE '+1555%'")).scalars().all())
+    assert sorted(numbers) == sorted(f"+1555000{mo.id:04d}" for mo in mos if mo.id != poison)
+    assert await store.read(_count("mt_messages")) == 2
+
+
+async def test_a_decision_breaking_a_constraint_fails_its_mo_alone(nursery: trio.Nursery, store: Store) -> None:
+    """A non-transient database error in one MO's apply sinks the batch once; each MO is then retried alone."""
+    mos = await _stored(store, 3)
+    poison = mos[0].id
+
+    def decide(conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        def apply(conn: sa.Connection, now: float) -> list[MtRequest]:
+            if mo.id == poison:
+                _insert_subscriber(conn, mo.msisdn)  # already there: a unique violation
+            return []
+
+        return Decision(route="applied", apply=apply)
+
+    dispatcher = Dispatcher(store, decide, sweep_interval=3600)
+    for mo in mos:
+        dispatcher.submit(mo)
+    await nursery.start(dispatcher.run)
+    await _settle(store, dispatcher, 3)
+    assert await store.read(_statuses) == [("failed", None), ("processed", "applied"), ("processed", "applied")]
+    error = await store.read(lambda conn: conn.execute(sa.text("SELECT error FROM mo_messages WHERE id = :i"), {"i": poison}).scalar_one())
+    assert "IntegrityError" in error
+
+
+async def test_prepare_sees_each_batch_of_claimed_mos_once(nursery: trio.Nursery, store: Store) -> None:
+    """A processor's prepare hook gets the MOs it is about to decide, before the first decision."""
+    mos = await _stored(store, 4)
+    seen: list[list[int]] = []
+    decided: list[int] = []
+
+    class Processor:
+        def prepare(self, conn: sa.Connection, batch: list[StoredMo], now: float) -> None:
+            assert not decided or decided[-1] in seen[-1]
+            seen.append([mo.id for mo in batch])
+
+        def __call__(self, conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+            assert mo.id in seen[-1]
+            decided.append(mo.id)
+            return Decision(route="prepared")
+
+    dispatcher = Dispatcher(store, Processor(), sweep_interval=3600, workers=1)
+    for mo in mos:
+        dispatcher.submit(mo)
+    await nursery.start(dispatcher.run)
+    await _settle(store, dispatcher, 4)
+    assert sorted(i for batch in seen for i in batch) == [mo.id for mo in mos]
+    assert sorted(decided) == [mo.id for mo in mos]
