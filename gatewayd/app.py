@@ -7,6 +7,7 @@ Task tree::
     ├── simulator (optional)     the bundled SMSC, when no operator SMSC is configured
     │   └── demo MO feeder
     ├── outbind listener (optional)
+    ├── operations               control socket, metrics endpoint, watchdog (gatewayd/ops.py)
     └── links nursery
         └── SmscLink per SMSC    one nursery per SMSC, one task per bind
 
@@ -17,12 +18,13 @@ whose settings changed are re-bound.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import random
 import signal
 import time
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import attrs
 import structlog
@@ -33,6 +35,8 @@ from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
 from gatewayd.dispatch import Dispatcher, MoProcessor, leave_unrouted
 from gatewayd.ingest import Ingest, StoreAccept
 from gatewayd.logging import configure_logging
+from gatewayd.notify import Notifier
+from gatewayd.ops import Operations
 from gatewayd.outbind import serve_outbind
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.outbox import Outbox
@@ -131,6 +135,18 @@ class Gateway:
     _simulator_smsc: SmscConfig | None = None
     _links_nursery: trio.Nursery | None = None
     _stopping: trio.Event = attrs.Factory(trio.Event)
+    # -- operations (gatewayd/ops.py): systemd notifications, control socket, metrics --
+    #: Tells systemd about readiness, reloads and the drain (a no-op outside systemd).
+    notifier: Notifier = attrs.Factory(Notifier.from_environment)
+    #: Called with every SMSC link before it starts (metrics and status hooks).
+    link_hooks: list[Callable[[SmscLink], None]] = attrs.Factory(list)
+    #: The outcome of the last reload: ``at``, ``applied``, ``problems``; None before the first.
+    last_reload: dict[str, Any] | None = None
+    #: Set once the drain has finished.
+    drained: trio.Event = attrs.Factory(trio.Event)
+    #: The control socket, metrics and notifications of this gateway, once serve() started them.
+    operations: Operations | None = None
+    _reload_lock: trio.Lock = attrs.Factory(trio.Lock)
 
     def smscs(self, config: GatewayConfig) -> tuple[SmscConfig, ...]:
         """The SMSCs to bind to under ``config`` (the simulator's link included)."""
@@ -141,6 +157,8 @@ class Gateway:
         assert self._links_nursery is not None
         handler = functools.partial(self.ingest.handle, smsc=cfg.name)
         link = SmscLink(cfg, handler)
+        for hook in self.link_hooks:
+            hook(link)
         self.links[cfg.name] = link
         self.ingest.short_codes[cfg.name] = frozenset(cfg.short_codes)
         await self._links_nursery.start(link.run)
@@ -153,11 +171,13 @@ class Gateway:
         """
         if self.config.path is None:
             log.warning("config_reload_skipped", reason="running on built-in defaults, no file to re-read")
+            self._reload_outcome(False, ["running on built-in defaults, no file to re-read"])
             return False
         try:
             new = await trio.to_thread.run_sync(load_config, self.config.path)
         except ConfigError as exc:
             log.error("config_reload_failed", file=str(self.config.path), problems=[str(p) for p in exc.problems])
+            self._reload_outcome(False, [str(p) for p in exc.problems])
             return False
         old_smscs = {s.name: s for s in self.smscs(self.config)}
         new_smscs = {s.name: s for s in self.smscs(new)}
@@ -175,11 +195,36 @@ class Gateway:
             log.warning("simulator_settings_need_restart")
         self.config = new
         log.info("config_reloaded", rebound=sorted(changed), added=sorted(added), removed=sorted(removed))
+        self._reload_outcome(True, [], rebound=sorted(changed), added=sorted(added), removed=sorted(removed))
         return True
+
+    def _reload_outcome(self, applied: bool, problems: list[str], **changes: list[str]) -> None:
+        at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.last_reload = {"at": at, "applied": applied, "problems": problems, **changes}
+
+    async def reload_notifying(self) -> bool:
+        """:meth:`reload` between RELOADING=1 and READY=1, one at a time (SIGHUP and ``gatewayd reload``)."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                return await self.reload()
+            finally:
+                self.notifier.ready()
+
+    @property
+    def reloading(self) -> bool:
+        """True while a reload runs."""
+        return self._reload_lock.locked()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (the drain runs or is about to)."""
+        return self._stopping.is_set()
 
     async def drain(self) -> None:
         """Stop taking MTs, wait for outstanding responses (up to drain_timeout), unbind every SMSC."""
         log.info("drain_started", grace=self.config.drain_timeout)
+        self.notifier.stopping()
         if self.outbox is not None:
             with trio.move_on_after(self.config.drain_timeout):
                 await self.outbox.stop()
@@ -187,6 +232,7 @@ class Gateway:
             for link in self.links.values():
                 nursery.start_soon(link.stop, self.config.drain_timeout)
         log.info("drain_finished")
+        self.drained.set()
 
     def request_stop(self) -> None:
         """Ask :func:`serve` to drain and return (what SIGTERM does)."""
@@ -198,7 +244,7 @@ class Gateway:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     log.info("signal_received", signal="SIGHUP")
-                    await self.reload()
+                    await self.reload_notifying()
                 else:
                     log.info("signal_received", signal=signal.Signals(signum).name)
                     self.request_stop()
@@ -246,7 +292,8 @@ async def serve(
     Raises:
         SchemaMismatch, StoreUnavailable: the database is not usable; nothing was started.
     """
-    await trio.Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    # 0700: the database and the control socket are the service user's alone.
+    await trio.Path(config.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     outcome = await trio.to_thread.run_sync(prepare_store, config)
     if outcome == "initialised":
         log.info("store_initialised", url=config.store.url if "@" not in config.store.url else "(database)")
@@ -267,6 +314,8 @@ async def serve(
                 await root.start(gateway._watch_signals)
             await root.start(gateway.dispatcher.run)
             await root.start(gateway.outbox.run)
+            # Control socket, metrics, watchdog, STATUS= lines (gatewayd/ops.py).
+            operations: Operations = await root.start(Operations(gateway).run)
             root.start_soon(gateway._expire_reassembly)
             if config.simulator_active:
                 sim = config.simulator
@@ -288,6 +337,7 @@ async def serve(
                     config=str(config.path) if config.path else None,
                     node=config.node,
                 )
+                operations.ready()
                 task_status.started(gateway)
                 await gateway._stopping.wait()
                 await gateway.drain()

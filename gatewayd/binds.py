@@ -27,7 +27,7 @@ from gatewayd.smpp.constants import BindMode, CommandStatus, describe_status
 from gatewayd.smpp.pdus import Bind, Pdu
 from gatewayd.smpp.session import SessionConfig, SmppSession
 from gatewayd.smpp.states import Role
-from gatewayd.transport import BindFailed, SmppConnection
+from gatewayd.transport import BindFailed, SmppConnection, WireObserver
 
 __all__ = ["RequestHandler", "SmscLink", "NoBind", "session_config_for", "serve_requests", "Connector"]
 
@@ -114,6 +114,10 @@ class SmscLink:
         self._cancel_scope = trio.CancelScope()
         self._draining = False
         self._turn = itertools.count()
+        #: Called after a bind of this SMSC comes up or goes down (status line, metrics).
+        self.on_bound_change: Callable[[], None] = lambda: None
+        #: Makes the byte observer of each new connection (PDU metrics); None for none.
+        self.wire_observer: Callable[[], WireObserver] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class SmscLink:
             self.bound[mode] = conn
         self._bound_changed.set()
         self._bound_changed = trio.Event()
+        self.on_bound_change()
 
     async def _keep_bound(self, mode: BindMode) -> None:
         backoff = Backoff(self.cfg.reconnect_delay, self.cfg.reconnect_max_delay, self._rng)
@@ -182,7 +187,8 @@ class SmscLink:
             log.warning("smsc_connect_failed", host=cfg.host, port=cfg.port, error=str(exc) or type(exc).__name__)
             return False
         session = SmppSession(Role.ESME, session_config_for(cfg), now=trio.current_time())
-        conn = SmppConnection(stream, session, name=f"{cfg.name}/{mode.value}", request_buffer=max(1000, 4 * cfg.window))
+        observer = self.wire_observer() if self.wire_observer is not None else None
+        conn = SmppConnection(stream, session, name=f"{cfg.name}/{mode.value}", request_buffer=max(1000, 4 * cfg.window), observer=observer)
         bound = False
         async with trio.open_nursery() as nursery:
             await nursery.start(conn.run)

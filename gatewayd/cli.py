@@ -1,8 +1,10 @@
-"""The ``gatewayd`` command: ``run``, ``check-config``, ``smsc-sim`` and ``db``.
+"""The ``gatewayd`` command: ``run``, ``check-config``, ``smsc-sim``, ``db``, and ``status``, ``reload``, ``drain``.
 
 Exit codes: 0 on success (including a drained shutdown after SIGTERM), 1 when the
 configuration is invalid, 2 for a usage error. ``db upgrade`` and ``db current`` also exit 1
 when the database cannot be reached, and ``db current`` when the schema is not current.
+``status``, ``reload`` and ``drain`` exit 1 when the daemon cannot be reached or refuses
+(an invalid configuration on ``reload``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", type=Path, default=None, help="configuration file (default: $GATEWAYD_CONFIG or conf/gatewayd.toml)")
 
-    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check = sub.add_parser("check-config", help="validate the configuration and the campaign sheets, and exit")
     check.add_argument("--config", type=Path, default=None, help="configuration file to validate")
 
     db = sub.add_parser("db", help="manage the database schema")
@@ -56,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
     current = db_sub.add_parser("current", help="show the database's schema revision; exit 1 unless it is current")
     current.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+
+    # Control commands: they talk to the running daemon over its control socket.
+    for name, text in (
+        ("status", "show the running daemon's binds, queues and rates"),
+        ("reload", "make the running daemon re-read its configuration (an invalid one is reported and not applied)"),
+        ("drain", "make the running daemon drain (no new MTs, outstanding responses awaited, unbind) and exit"),
+    ):
+        control = sub.add_parser(name, help=text)
+        control.add_argument("--config", type=Path, default=None, help="configuration file naming the socket ([control] socket or [gateway] state_dir)")
+        control.add_argument("--socket", type=Path, default=None, help="the control socket (overrides the configuration)")
+        control.add_argument("--timeout", type=float, default=None, help="seconds to wait for the answer")
+        if name == "status":
+            control.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
 
     sim = sub.add_parser("smsc-sim", help="run the bundled SMSC simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
@@ -86,15 +101,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _smsc_sim(args)
     if args.command == "db":
         return _db_upgrade(args.config) if args.db_command == "upgrade" else _db_current(args.config)
+    if args.command in ("status", "reload", "drain"):
+        return _control(args)
     return _run(args.config)
 
 
 def _check_config(path: Path | None) -> int:
+    """Validate gatewayd.toml, then every campaign sheet and the routing between them."""
+    from gatewayd.plugins import find_modules
+    from gatewayd.sheets import check_campaigns, read_sheet, sheet_files
+
     config = _load(path)
     if config is None:
         return 1
+    registry = find_modules(quiet=True)
+    for name, reason in registry.broken.items():
+        print(f"warning: module {name!r} cannot be used: {reason}", file=sys.stderr)
+    problems = check_campaigns(
+        config.campaigns_dir,
+        registry,
+        config.keywords.global_keywords(),
+        config.short_code_rules(),
+        config_file=str(config.path) if config.path else "gatewayd.toml",
+    )
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    # Every sheet is valid now, so each one reads into a campaign.
+    sheets = [read_sheet(file, registry)[0] for file in sheet_files(config.campaigns_dir)]
+    names = [sheet.name for sheet in sheets if sheet is not None]
+    campaigns = f"{len(names)} campaign(s): {', '.join(names)}" if names else "no campaigns"
     where = str(config.path) if config.path else "built-in defaults"
-    print(f"{where}: OK ({len(config.smscs)} SMSC(s){', simulator' if config.simulator_active else ''})")
+    print(f"{where}: OK ({len(config.smscs)} SMSC(s){', simulator' if config.simulator_active else ''}; {campaigns})")
     return 0
 
 
@@ -198,6 +237,140 @@ async def _inject_file(simulator: SmscSimulator, source: str) -> None:
             await simulator.wait_bound()
             continue
         log.info("mo_injected", line=number, statuses=statuses)
+
+
+# --- status, reload, drain ------------------------------------------------------------------
+
+_CONTROL_TIMEOUTS = {"status": 30.0, "reload": 120.0}
+
+
+def _control_socket(args: argparse.Namespace) -> Path | None:
+    """The socket to talk to: --socket, else the configuration's; None after saying why not."""
+    from gatewayd.control import socket_path_for_file
+
+    if args.socket is not None:
+        return Path(args.socket)
+    file = args.config if args.config is not None else default_config_path()
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        # A reload must still reach the daemon, which reports the problems and keeps running.
+        path = socket_path_for_file(file)
+        if path is None:
+            print(str(exc), file=sys.stderr)
+            print(
+                "gatewayd: cannot tell where the control socket is: give it with --socket, or run this as a user"
+                " who can read the file (the service user or root)",
+                file=sys.stderr,
+            )
+        return path
+    if config.control_socket is None:
+        print(f"gatewayd: the control socket is disabled in {file} ([control] enabled = false)", file=sys.stderr)
+    return config.control_socket
+
+
+def _control(args: argparse.Namespace) -> int:
+    from gatewayd.control import ControlUnavailable, request
+
+    path = _control_socket(args)
+    if path is None:
+        return 1
+    # A drain waits for outstanding responses (drain_timeout) and the unbinds.
+    timeout = args.timeout or _CONTROL_TIMEOUTS.get(args.command, 600.0)
+    try:
+        response = request(path, args.command, timeout=timeout)
+    except ControlUnavailable as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return 1
+    result = response.get("result") or {}
+    if args.command == "status":
+        if args.json:
+            print(json.dumps(result, indent=2, sort_keys=True))
+        else:
+            print(_format_status(result))
+        return 0 if response.get("ok") else 1
+    if args.command == "reload":
+        if response.get("ok"):
+            changes = ", ".join(f"{key} {', '.join(result[key])}" for key in ("rebound", "added", "removed") if result.get(key))
+            print(f"gatewayd: configuration reloaded{'; ' + changes if changes else ' (no SMSC changed)'}")
+            return 0
+        print(f"gatewayd: {response.get('error', 'reload failed')}", file=sys.stderr)
+        for problem in result.get("problems", []):
+            print(problem, file=sys.stderr)
+        return 1
+    if response.get("ok"):
+        print("gatewayd: drained; the daemon is exiting")
+        return 0
+    print(f"gatewayd: {response.get('error', 'drain failed')}", file=sys.stderr)
+    return 1
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def _format_status(status: dict[str, object]) -> str:
+    """``gatewayd status`` for people: a header, a table of binds, then queues and rates."""
+    s: dict = status  # type: ignore[type-arg]
+    lines = [
+        f"gatewayd {s.get('version')}  node {s.get('node')}  pid {s.get('pid')}  {s.get('state')}  "
+        f"up {_duration(float(s.get('uptime_seconds') or 0))}",
+        f"config      {s.get('config') or '(built-in defaults)'}",
+        f"state dir   {s.get('state_dir')}",
+        "",
+    ]
+    binds = s.get("binds") or []
+    rows = [("SMSC", "BIND", "STATE", "ADDRESS")] + [(b["smsc"], b["bind"], b["state"], b["host"]) for b in binds]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    for row in rows:
+        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    lines.append(f"binds up    {s.get('binds_up')}/{s.get('binds_configured')}")
+    queues = s.get("queues") or {}
+    outbox = queues.get("outbox") or {}
+    active = ", ".join(f"{status} {outbox.get(status, 0)}" for status in ("queued", "sending"))
+    lines += [
+        "",
+        f"outbox      {active}; in flight here {queues.get('outbox_in_flight', 0)}",
+        f"dispatch    {queues.get('dispatch', 0)} MO(s) waiting",
+        f"receipts    {s.get('receipts_pending', 0)} MT(s) submitted and awaiting their receipt",
+    ]
+    rates = s.get("rates") or {}
+    window = rates.get("window_seconds") or 0
+    lines.append(
+        f"rates       MO {rates.get('mo_per_second', 0):g}/s, MT {rates.get('mt_per_second', 0):g}/s, "
+        f"receipts {rates.get('receipts_per_second', 0):g}/s (last {window:g} s)"
+    )
+    totals = s.get("totals") or {}
+    lines.append(
+        f"since start MO {totals.get('mo_received', 0)}, MT submitted {totals.get('mt_submitted', 0)}, "
+        f"MT failed {totals.get('mt_failed', 0)}, receipts {totals.get('receipts_received', 0)}"
+    )
+    campaigns = s.get("campaigns") or {}
+    loaded, failed = campaigns.get("loaded") or [], campaigns.get("failed") or []
+    lines.append(f"campaigns   {len(loaded)} loaded{': ' + ', '.join(map(str, loaded)) if loaded else ''}")
+    for item in failed:
+        lines.append(f"            failed to load: {item}")
+    for name in campaigns.get("stale") or []:
+        lines.append(f"            {name}: running its last good version (its sheet now fails)")
+    reload = s.get("last_reload")
+    if reload:
+        outcome = "applied" if reload.get("applied") else "REJECTED, running on the previous configuration"
+        lines.append(f"last reload {reload.get('at')}: {outcome}")
+        for problem in reload.get("problems") or []:
+            lines.append(f"            {problem}")
+    if s.get("store_error"):
+        lines.append(f"store       UNAVAILABLE: {s['store_error']}")
+    if s.get("metrics_endpoint"):
+        lines.append(f"metrics     http://{s['metrics_endpoint']}/metrics")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,13 @@
 """Reading and validating ``gatewayd.toml`` into frozen settings.
 
-The file has five top-level tables: ``[gateway]``, ``[store]``, ``[simulator]``,
-``[outbind]`` and any number of ``[[smsc]]``. Every setting is declared once, as an attrs
-field whose metadata carries a *check*; the same check parses the TOML value at load time and
-validates the attribute when code builds a settings object directly. Loading never stops at
-the first mistake: every problem in the file (wrong type, out of range, unknown key, missing
-key, inconsistent pair) is collected and reported together in one :class:`ConfigError`.
+The file's top-level tables are ``[gateway]``, ``[store]``, ``[simulator]``, ``[outbind]``,
+``[keywords]`` (the system keywords such as STOP and HELP) and any number of ``[[smsc]]``
+and ``[[short_code]]`` (what each short code answers by itself). Every setting is declared
+once, as an attrs field whose metadata carries a *check*; the same check parses the TOML
+value at load time and validates the attribute when code builds a settings object directly.
+Loading never stops at the first mistake: every problem in the file (wrong type, out of
+range, unknown key, missing key, inconsistent pair) is collected and reported together in
+one :class:`ConfigError`.
 
 Relative paths (``[gateway] state_dir``, ``[simulator] mo_file``, a relative SQLite URL) are
 resolved against the directory of the configuration file, so a file means the same thing
@@ -13,12 +15,14 @@ whatever the daemon's working directory is. Without a file (``load_config(None)`
 built-in defaults apply and ``state_dir`` is ``./state`` under the current directory.
 
 Only ``gatewayd.toml`` is validated here; other files next to it (``campaigns.d/*.toml``,
-``policy.toml``) belong to the modules that read them.
+``policy.toml``) belong to the modules that read them (:mod:`gatewayd.sheets` for the
+campaign sheets, whose directory is ``[gateway] campaigns_dir``).
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -26,12 +30,16 @@ import socket
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import attrs
 
 from gatewayd.errors import GatewayError
 from gatewayd.smpp.constants import INTERFACE_VERSION_34, BindMode
+from routing.normalise import fold, is_single_word
+
+if TYPE_CHECKING:
+    from routing.table import GlobalKeywords, ShortCodeRule
 
 __all__ = [
     "ConfigProblem",
@@ -40,6 +48,10 @@ __all__ = [
     "StoreConfig",
     "SimulatorConfig",
     "OutbindConfig",
+    "KeywordsConfig",
+    "ShortCodeConfig",
+    "MetricsConfig",
+    "ControlConfig",
     "GatewayConfig",
     "load_config",
     "default_config",
@@ -50,6 +62,7 @@ _KEY = "gatewayd.config.key"
 _REQUIRED = "gatewayd.config.required"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_CAMPAIGN_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SHORT_CODE_RE = re.compile(r"[0-9]{3,6}")
 _REGION_RE = re.compile(r"[A-Z]{2}")
 _SQLITE_URL_RE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)", re.DOTALL)
@@ -317,6 +330,38 @@ class _Url(_Check):
         self.fail(value)
 
 
+@attrs.frozen
+class _Words(_Check):
+    """A non-empty array of distinct keywords, each one word of letters and digits.
+
+    Keywords compare as routing compares them (:func:`routing.normalise.fold`): words that
+    differ only in case or accents are the same keyword, so they count as duplicates. A word
+    with a space or a hyphen could never be the first word of an MO, so it is refused.
+    """
+
+    #: Shown in messages as what a valid value looks like.
+    example: str = '["STOP", "END"]'
+
+    def describe(self) -> str:
+        return f"a non-empty array of distinct single words of letters and digits, such as {self.example}"
+
+    def parse(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)):
+            self.fail(value)
+        if not value:
+            self.fail(value, "an empty array")
+        seen: dict[str, str] = {}
+        for word in value:
+            if not isinstance(word, str) or not is_single_word(word):
+                self.fail(value, _show(word))
+            folded = fold(word)
+            if folded in seen:
+                same = f"{word!r} twice" if seen[folded] == word else f"{seen[folded]!r} and {word!r}, the same keyword"
+                self.fail(value, same)
+            seen[folded] = word
+        return tuple(value)
+
+
 def _setting(
     check: _Check,
     default: Any = attrs.NOTHING,
@@ -500,6 +545,127 @@ class OutbindConfig:
     password: str = _setting(_Str(0, 8, smpp=True, secret=True), repr=False)
 
 
+_STOP_WORDS = ("STOP", "END", "CANCEL", "UNSUBSCRIBE", "QUIT", "STOPALL")
+
+
+@attrs.frozen(kw_only=True)
+class KeywordsConfig:
+    """The system keywords, answered on every short code before any campaign (``[keywords]``).
+
+    Words compare without regard to case or accents; no word may be in two lists.
+    """
+
+    #: Opt-out words: the sender is unsubscribed from the short code.
+    stop: tuple[str, ...] = _setting(_Words(), _STOP_WORDS, converter=_to_tuple)
+    #: Opt-in words: a sender who stopped is subscribed again.
+    start: tuple[str, ...] = _setting(_Words(), ("START",), converter=_to_tuple)
+    #: Words answered with the short code's help text.
+    help: tuple[str, ...] = _setting(_Words(), ("HELP",), converter=_to_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        problems, owner = [], {}
+        for key in ("stop", "start", "help"):
+            for word in getattr(self, key):
+                other = owner.setdefault(fold(word), key)
+                if other != key:
+                    problems.append((key, f"expected words that are not in [keywords] {other}, got {word!r} in both"))
+        if problems:
+            raise _Inconsistent(problems)
+
+    def global_keywords(self) -> GlobalKeywords:
+        """These words as the routing table takes them."""
+        from routing.table import GlobalKeywords
+
+        return GlobalKeywords(stop=self.stop, start=self.start, help=self.help)
+
+
+def _default_help(config: ShortCodeConfig) -> str:
+    return f"You have reached short code {config.code}. Text a campaign keyword to take part, or STOP to unsubscribe."
+
+
+def _default_stop_reply(config: ShortCodeConfig) -> str:
+    return f"You are unsubscribed from {config.code} and will get no more messages from it. Text START to subscribe again."
+
+
+def _default_start_reply(config: ShortCodeConfig) -> str:
+    return f"You are subscribed to {config.code} again. Text STOP to unsubscribe."
+
+
+_REPLY = _Str(1, 1000)
+
+
+@attrs.frozen(kw_only=True)
+class ShortCodeConfig:
+    """What one short code answers by itself (a ``[[short_code]]`` table).
+
+    A short code without a table gets the defaults: see :meth:`GatewayConfig.short_code`.
+    """
+
+    #: The short code: a string of 3 to 6 digits.
+    code: str = _setting(_Str(3, 6, _SHORT_CODE_RE, "a string of 3 to 6 digits"))
+    #: The reply to a help keyword.
+    help: str = _setting(_REPLY, attrs.Factory(_default_help, takes_self=True))
+    #: The reply to a message no campaign claims; None sends nothing.
+    not_understood: str | None = _setting(_REPLY, None)
+    #: The campaign that gets the messages no keyword claims; None: no such campaign.
+    default_campaign: str | None = _setting(
+        _Str(1, 64, _CAMPAIGN_NAME_RE, "a campaign name of 1 to 64 characters from A-Z a-z 0-9 _ . -"), None
+    )
+    #: The confirmation of an opt-out.
+    stop_reply: str = _setting(_REPLY, attrs.Factory(_default_stop_reply, takes_self=True))
+    #: The confirmation of an opt-in.
+    start_reply: str = _setting(_REPLY, attrs.Factory(_default_start_reply, takes_self=True))
+
+    def rule(self) -> ShortCodeRule:
+        """This short code as the routing table takes it."""
+        from routing.table import ShortCodeRule
+
+        return ShortCodeRule(short_code=self.code, default_campaign=self.default_campaign)
+
+
+# --- operations: [metrics] and [control] --------------------------------------------------
+
+
+@attrs.frozen
+class _Loopback(_Check):
+    """A loopback address or ``localhost``: the metrics endpoint has no authentication."""
+
+    what = "a loopback address such as '127.0.0.1', '::1' or 'localhost' (the endpoint has no authentication)"
+
+    def parse(self, value: Any) -> str:
+        if isinstance(value, str):
+            if value == "localhost":
+                return value
+            try:
+                if ipaddress.ip_address(value).is_loopback:
+                    return value
+            except ValueError:
+                pass
+        self.fail(value)
+
+
+@attrs.frozen(kw_only=True)
+class MetricsConfig:
+    """The Prometheus endpoint (the ``[metrics]`` table); read at start, a reload does not move it."""
+
+    #: Serve ``GET /metrics``.
+    enabled: bool = _setting(_Choice((True, False), "true or false"), False)
+    #: Loopback address to listen on; put a reverse proxy in front to expose it further.
+    host: str = _setting(_Loopback(), "127.0.0.1")
+    #: TCP port; 0 picks any free port (logged in ``metrics_listening``).
+    port: int = _setting(_Int(0, 65535), 9464)
+
+
+@attrs.frozen(kw_only=True)
+class ControlConfig:
+    """The control socket of ``gatewayd status``/``reload``/``drain`` (the ``[control]`` table)."""
+
+    #: Listen on the control socket.
+    enabled: bool = _setting(_Choice((True, False), "true or false"), True)
+    #: Its path; default ``control.sock`` in ``[gateway] state_dir``. Relative to the file.
+    socket: Path | None = _setting(_PathCheck(), None)
+
+
 def _default_node() -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
     return name or "gatewayd"
@@ -525,6 +691,10 @@ class GatewayConfig:
     drain_timeout: float = _setting(_Number(ge=0), 10.0)
     #: This gateway's name among the nodes sharing one database (claims of the outbox).
     node: str = _setting(_Str(1, 64, _NAME_RE, "a name of 1 to 64 characters from A-Z a-z 0-9 _ . -"), attrs.Factory(_default_node))
+    #: Absolute directory of the campaign sheets (``*.toml``); None: no campaigns.
+    campaigns_dir: Path | None = _setting(_PathCheck(), None)
+    #: Seconds between looks at campaigns_dir for changed sheets; 0 turns watching off.
+    campaigns_poll_interval: float = _setting(_Number(ge=0), 2.0)
     #: The configured SMSCs, in file order.
     smscs: tuple[SmscConfig, ...] = attrs.field(default=(), converter=tuple)
     #: The store.
@@ -533,12 +703,42 @@ class GatewayConfig:
     simulator: SimulatorConfig = attrs.field(factory=SimulatorConfig)
     #: The outbind listener, when ``[outbind]`` is present.
     outbind: OutbindConfig | None = None
+    #: The system keywords.
+    keywords: KeywordsConfig = attrs.field(factory=KeywordsConfig)
+    #: The configured short codes, in file order.
+    short_codes: tuple[ShortCodeConfig, ...] = attrs.field(default=(), converter=tuple)
+    #: The metrics endpoint.
+    metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
+    #: The control socket.
+    control: ControlConfig = attrs.field(factory=ControlConfig)
+
+    @property
+    def control_socket(self) -> Path | None:
+        """Where the control socket is: ``[control] socket``, else ``state_dir/control.sock``; None when disabled."""
+        if not self.control.enabled:
+            return None
+        return self.control.socket if self.control.socket is not None else self.state_dir / "control.sock"
 
     def __attrs_post_init__(self) -> None:
         names = [smsc.name for smsc in self.smscs]
         dups = sorted({name for name in names if names.count(name) > 1})
         if dups:
             raise _Inconsistent([("name", f"duplicate SMSC name {name!r}") for name in dups])
+        codes = [short_code.code for short_code in self.short_codes]
+        dups = sorted({code for code in codes if codes.count(code) > 1})
+        if dups:
+            raise _Inconsistent([("code", f"duplicate short code {code!r}") for code in dups])
+
+    def short_code(self, code: str) -> ShortCodeConfig:
+        """The settings of short code ``code``: its ``[[short_code]]``, else the defaults."""
+        for short_code in self.short_codes:
+            if short_code.code == code:
+                return short_code
+        return ShortCodeConfig(code=code)
+
+    def short_code_rules(self) -> tuple[ShortCodeRule, ...]:
+        """The configured short codes as the routing table takes them."""
+        return tuple(short_code.rule() for short_code in self.short_codes)
 
     @property
     def simulator_active(self) -> bool:
@@ -555,6 +755,10 @@ _TABLES: dict[str, type] = {
     "simulator": SimulatorConfig,
     "outbind": OutbindConfig,
     "smsc": SmscConfig,
+    "keywords": KeywordsConfig,
+    "short_code": ShortCodeConfig,
+    "metrics": MetricsConfig,
+    "control": ControlConfig,
 }
 
 
@@ -676,6 +880,45 @@ class _Loader:
                 smscs.append(smsc)
         return smscs
 
+    def check_campaigns_dir(self, gateway: Any) -> None:
+        """Report a configured ``campaigns_dir`` that is not a directory.
+
+        The default directory may be absent (no campaigns yet), but a configured one is
+        meant to exist. Checked on the raw table so that the problem shows even when another
+        ``[gateway]`` setting is wrong.
+        """
+        if not isinstance(gateway, dict) or "campaigns_dir" not in gateway:
+            return
+        try:
+            directory = _resolve(self.base, _PathCheck().parse(gateway["campaigns_dir"]))
+        except _Invalid:
+            return
+        if not directory.is_dir():
+            self.problem("gateway", "campaigns_dir", f"expected a path to an existing directory, got {str(directory)!r}")
+
+    def short_codes(self, raw: Any) -> list[ShortCodeConfig]:
+        """Every valid ``[[short_code]]``; tables named by code, or by index when it is unusable."""
+        if not isinstance(raw, list):
+            found = "a single table [short_code]" if isinstance(raw, dict) else _show(raw)
+            self.problem("", "short_code", f"expected an array of tables [[short_code]], got {found}")
+            return []
+        short_codes, seen = [], {}
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                self.problem(f"short_code[{i}]", "", f"expected a table, got {_show(item)}")
+                continue
+            code = item.get("code")
+            valid = isinstance(code, str) and _SHORT_CODE_RE.fullmatch(code) is not None
+            table = f"short_code {code!r}" if valid and code not in seen else f"short_code[{i}]"
+            if valid and code in seen:
+                self.problem(table, "code", f"expected a short code not configured before, got {code!r} again ({seen[code]} has it)")
+            elif valid:
+                seen[code] = table
+            short_code = self.build(ShortCodeConfig, self.read(ShortCodeConfig, item, table), table)
+            if short_code is not None:
+                short_codes.append(short_code)
+        return short_codes
+
     def load(self, data: Mapping[str, Any], path: Path) -> GatewayConfig:
         """The whole configuration, or :class:`ConfigError` with every problem found."""
         for key, value in data.items():
@@ -688,12 +931,18 @@ class _Loader:
                 self.problem("", key, _unknown(key, _TABLES, "table"))
         gateway = self.read(GatewayConfig, self.table(data, "gateway"), "gateway")
         state_dir = (gateway or {}).get("state_dir", self.base / "state")
+        campaigns_dir = (gateway or {}).get("campaigns_dir", self.base / "campaigns.d")
+        self.check_campaigns_dir(data.get("gateway"))
         store = self.read(StoreConfig, self.table(data, "store"), "store")
         if store is not None:
             store.setdefault("url", f"sqlite:///{state_dir}/gatewayd.db")
         simulator = self.section(SimulatorConfig, data, "simulator")
         outbind = self.section(OutbindConfig, data, "outbind") if "outbind" in data else None
         smscs = self.smscs(data.get("smsc", []))
+        keywords = self.section(KeywordsConfig, data, "keywords")
+        short_codes = self.short_codes(data.get("short_code", []))
+        metrics = self.section(MetricsConfig, data, "metrics")
+        control = self.section(ControlConfig, data, "control")
         if simulator is not None and simulator.enabled is False and not ({"smsc", "outbind"} & data.keys()):
             self.problem(
                 "simulator",
@@ -706,11 +955,16 @@ class _Loader:
         return GatewayConfig(
             path=path,
             state_dir=state_dir,
-            **{k: v for k, v in (gateway or {}).items() if k != "state_dir"},
+            campaigns_dir=campaigns_dir,
+            **{k: v for k, v in (gateway or {}).items() if k not in ("state_dir", "campaigns_dir")},
             smscs=tuple(smscs),
             store=StoreConfig(**(store or {})),
             simulator=simulator,
             outbind=outbind,
+            keywords=keywords,
+            short_codes=tuple(short_codes),
+            metrics=metrics,
+            control=control,
         )
 
 
@@ -726,6 +980,8 @@ def _syntax_problem(file: str, exc: tomllib.TOMLDecodeError) -> ConfigProblem:
 def default_config(state_dir: str | os.PathLike[str] | None = None) -> GatewayConfig:
     """The built-in configuration: no SMSC, so the bundled simulator runs.
 
+    Campaign sheets are read from ``./conf/campaigns.d`` when that directory exists.
+
     Args:
         state_dir: where state is kept; relative paths are taken from the current
             directory. Default ``./state``.
@@ -734,7 +990,8 @@ def default_config(state_dir: str | os.PathLike[str] | None = None) -> GatewayCo
         The defaults, with ``path`` None.
     """
     state = Path(os.path.abspath(Path(state_dir if state_dir is not None else "state").expanduser()))
-    return GatewayConfig(state_dir=state)
+    campaigns = Path(os.path.abspath("conf/campaigns.d"))
+    return GatewayConfig(state_dir=state, campaigns_dir=campaigns if campaigns.is_dir() else None)
 
 
 def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:

@@ -198,6 +198,8 @@ class Ingest:
         self.accept = accept
         self.short_codes = {name: frozenset(codes) for name, codes in (short_codes or {}).items()}
         self._clock = clock
+        #: Called with each answered message, its ack status and seconds from read to ack (metrics).
+        self.observer: Callable[[InboundMessage, int, float], None] | None = None
 
     async def handle(self, conn: SmppConnection, pdu: Pdu, *, smsc: str = "") -> None:
         """Process one request from an SMSC and answer it (see :data:`gatewayd.binds.RequestHandler`)."""
@@ -222,7 +224,10 @@ class Ingest:
         except LocalProtocolError as exc:
             log.warning("ack_not_sent", smsc=smsc, sequence=pdu.sequence, reason=str(exc))
             return
-        self._log(message, status, trio.current_time() - started)
+        elapsed = trio.current_time() - started
+        if self.observer is not None:
+            self.observer(message, status, elapsed)
+        self._log(message, status, elapsed)
 
     def _log(self, message: InboundMessage, status: int, elapsed: float) -> None:
         fields = {

@@ -18,7 +18,7 @@ never blocks the reader and never loses a message.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Protocol
 
 import attrs
 import structlog
@@ -42,7 +42,7 @@ from gatewayd.smpp.pdus import Bind, Pdu, Unbind
 from gatewayd.smpp.session import SmppSession
 from gatewayd.smpp.states import State
 
-__all__ = ["SmppConnection", "ConnectionGone", "ResponseTimeout", "BindFailed", "RECEIVE_SIZE"]
+__all__ = ["SmppConnection", "ConnectionGone", "ResponseTimeout", "BindFailed", "RECEIVE_SIZE", "WireObserver"]
 
 log = structlog.get_logger("gatewayd.transport")
 
@@ -51,6 +51,16 @@ RECEIVE_SIZE = 65536
 
 #: Seconds the writer gets to send the last queued bytes once the session has closed.
 FLUSH_GRACE = 1.0
+
+
+class WireObserver(Protocol):
+    """Sees the bytes of one connection (the PDU metrics); called on every read and write, so it must be cheap."""
+
+    def received(self, data: bytes) -> None:
+        """A chunk read from the peer."""
+
+    def sent(self, data: bytes) -> None:
+        """A chunk of whole PDUs the session queued for the peer."""
 
 
 class ConnectionGone(GatewayError):
@@ -91,6 +101,7 @@ class SmppConnection:
         name: a label for logs (the SMSC name and bind mode).
         request_buffer: capacity of :attr:`requests`; keep it at least the peer's window.
         clock: returns the current time; ``trio.current_time`` by default.
+        observer: sees the bytes read and written (PDU counters); None for none.
     """
 
     def __init__(
@@ -101,8 +112,10 @@ class SmppConnection:
         name: str = "",
         request_buffer: int = 1000,
         clock: Callable[[], float] = trio.current_time,
+        observer: WireObserver | None = None,
     ) -> None:
         self.stream = stream
+        self._observer = observer
         self.session = session
         self.name = name
         self._clock = clock
@@ -258,6 +271,8 @@ class SmppConnection:
         try:
             while True:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
+                if self._observer is not None:
+                    self._observer.received(data)
                 self._dispatch(self.session.receive_data(data, self._clock()))
                 if data:
                     self._wake_writer.set()
@@ -276,6 +291,8 @@ class SmppConnection:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 self._wake_writer = trio.Event()
                 data = self.session.data_to_send()
+                if self._observer is not None and data:
+                    self._observer.sent(data)
                 if self._raw_out:
                     data, self._raw_out = bytes(self._raw_out) + data, bytearray()
                 if data:

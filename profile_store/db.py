@@ -128,6 +128,9 @@ class Store:
         self.commits = 0
         self.units = 0
         self.failed_units = 0
+        #: Called after each group commit with its duration in seconds and its unit count
+        #: (the daemon's commit latency metric); runs in the trio thread, must not block.
+        self.on_commit: Callable[[float, int], None] | None = None
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> "Store":
@@ -181,7 +184,10 @@ class Store:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             # Not cancellable: a commit that started finishes, so its callers' outcome is known.
+            started = time.perf_counter()
             await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, len(batch))
             for unit in batch:
                 unit.done.set()
 
@@ -271,6 +277,14 @@ class Store:
             else:
                 savepoint.commit()
 
+    async def ping(self) -> None:
+        """A round trip through the writer: proves the writer task runs and the database answers.
+
+        Raises:
+            StoreUnavailable: the writer is not running or the database cannot be reached.
+        """
+        await self.write(_select_one)
+
     # -- reads -----------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -293,6 +307,10 @@ class Store:
     async def aclose(self) -> None:
         """Release the engine's connections."""
         await trio.to_thread.run_sync(self.engine.dispose)
+
+
+def _select_one(conn: Connection) -> None:
+    conn.execute(sa.text("SELECT 1"))
 
 
 def _transient(exc: sa.exc.DBAPIError) -> bool:

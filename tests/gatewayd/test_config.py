@@ -17,7 +17,9 @@ from gatewayd.config import (
     ConfigError,
     ConfigProblem,
     GatewayConfig,
+    KeywordsConfig,
     OutbindConfig,
+    ShortCodeConfig,
     SimulatorConfig,
     SmscConfig,
     StoreConfig,
@@ -26,6 +28,7 @@ from gatewayd.config import (
 )
 from gatewayd.errors import GatewayError
 from gatewayd.smpp.constants import BindMode
+from routing.table import GlobalKeywords, ShortCodeRule
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "conf" / "gatewayd.toml"
 
@@ -304,6 +307,7 @@ class TestValidFiles:
         """Uncommenting the example's [[smsc]] and [outbind] gives a valid configuration."""
         text = EXAMPLE.read_text().replace('# mo_file = "demo-mos.jsonl"', "")
         text = re.sub(r"^# (\[|\w+ = )", r"\1", text, flags=re.M)
+        (tmp_path / "campaigns.d").mkdir()
         cfg = load_config(write(tmp_path, text))
         assert [s.name for s in cfg.smscs] == ["operator-a"] and cfg.outbind is not None
         assert cfg.smscs[0] == SmscConfig(
@@ -364,7 +368,7 @@ PROBLEMS = [
     ({"smsc": [{k: v for k, v in smsc().items() if k != "host"}]}, "smsc 'op-a'", "host", "missing; expected a non-empty string"),
     ({"smsc": [smsc(windw=5)]}, "smsc 'op-a'", "windw", "unknown key; did you mean 'window'?"),
     ({"smsc": [smsc(binds="transceiver")]}, "smsc 'op-a'", "binds", "did you mean 'bind'?"),
-    ({"gateway": {"colour": "blue"}}, "gateway", "colour", "unknown key; expected one of: drain_timeout, log_format, log_level, node, state_dir"),
+    ({"gateway": {"colour": "blue"}}, "gateway", "colour", "unknown key; expected one of: campaigns_dir, campaigns_poll_interval, drain_timeout, log_format, log_level, node, state_dir"),
     ({"smcs": {"name": "x"}}, "", "smcs", "unknown table; did you mean 'smsc'?"),
     ({"smsc": {"name": "x"}}, "", "smsc", "expected an array of tables [[smsc]], got a single table [smsc]"),
 ]
@@ -682,3 +686,155 @@ def test_arbitrary_text_never_crashes(tmp_path_factory: pytest.TempPathFactory, 
         load_config(write(tmp_path_factory.mktemp("cfg"), text))
     except ConfigError:
         pass
+
+
+# --- [gateway] campaigns, [keywords], [[short_code]] -------------------------------------------
+
+
+class TestCampaignSettings:
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Without the new tables: campaigns.d next to the file, polled every 2 s, the usual system keywords, no short code."""
+        cfg = load_config(write(tmp_path, ""))
+        assert cfg.campaigns_dir == tmp_path / "campaigns.d" and cfg.campaigns_poll_interval == 2.0
+        assert cfg.keywords == KeywordsConfig(
+            stop=("STOP", "END", "CANCEL", "UNSUBSCRIBE", "QUIT", "STOPALL"), start=("START",), help=("HELP",)
+        )
+        assert cfg.short_codes == ()
+
+    def test_every_key(self, tmp_path: Path) -> None:
+        """Every key of the new tables lands in its field."""
+        (tmp_path / "sheets").mkdir()
+        doc = {
+            "gateway": {"campaigns_dir": "sheets", "campaigns_poll_interval": 0},
+            "keywords": {"stop": ["STOP", "ΤΕΛΟΣ"], "start": ["GO"], "help": ["INFO", "ΒΟΗΘΕΙΑ"]},
+            "short_code": [
+                {
+                    "code": "4160",
+                    "help": "Help for 4160.",
+                    "not_understood": "Eh?",
+                    "default_campaign": "euro2004-final-vote",
+                    "stop_reply": "Bye.",
+                    "start_reply": "Hi again.",
+                },
+                {"code": "80888"},
+            ],
+        }
+        cfg = load_doc(tmp_path, doc)
+        assert cfg.campaigns_dir == tmp_path / "sheets" and cfg.campaigns_poll_interval == 0.0
+        assert cfg.keywords == KeywordsConfig(stop=("STOP", "ΤΕΛΟΣ"), start=("GO",), help=("INFO", "ΒΟΗΘΕΙΑ"))
+        first, second = cfg.short_codes
+        assert first == ShortCodeConfig(
+            code="4160",
+            help="Help for 4160.",
+            not_understood="Eh?",
+            default_campaign="euro2004-final-vote",
+            stop_reply="Bye.",
+            start_reply="Hi again.",
+        )
+        assert second == ShortCodeConfig(code="80888") and cfg.short_code("80888") is second
+
+    def test_short_code_defaults_name_the_code(self) -> None:
+        """An unconfigured short code gets default replies that mention it, and no not-understood reply."""
+        sc = GatewayConfig(state_dir=Path("/s")).short_code("4160")
+        assert sc.code == "4160" and sc.not_understood is None and sc.default_campaign is None
+        for text in (sc.help, sc.stop_reply, sc.start_reply):
+            assert "4160" in text
+        assert "unsubscribed" in sc.stop_reply and "subscribed" in sc.start_reply
+
+    def test_routing_values(self, tmp_path: Path) -> None:
+        """The keywords and short codes convert to the routing table's values."""
+        doc = {"keywords": {"help": ["INFO"]}, "short_code": [{"code": "4160", "default_campaign": "vote"}, {"code": "80888"}]}
+        cfg = load_doc(tmp_path, doc)
+        assert cfg.keywords.global_keywords() == GlobalKeywords(help=("INFO",))
+        assert cfg.short_code_rules() == (ShortCodeRule("4160", "vote"), ShortCodeRule("80888", None))
+
+    def test_absolute_campaigns_dir(self, tmp_path: Path) -> None:
+        """An absolute campaigns_dir is used as written."""
+        cfg = load_doc(tmp_path, {"gateway": {"campaigns_dir": str(tmp_path)}})
+        assert cfg.campaigns_dir == tmp_path
+
+    def test_default_config_campaigns_dir(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Built-in defaults read ./conf/campaigns.d when it exists, else no campaigns."""
+        monkeypatch.chdir(tmp_path)
+        assert default_config().campaigns_dir is None
+        (tmp_path / "conf" / "campaigns.d").mkdir(parents=True)
+        assert default_config().campaigns_dir == tmp_path / "conf" / "campaigns.d"
+
+    def test_example_short_code_loads_when_uncommented(self, tmp_path: Path) -> None:
+        """The example's [[short_code]] and campaigns_dir are valid once uncommented."""
+        text = re.sub(r"^# (\[|\w+ = )", r"\1", EXAMPLE.read_text().replace('# mo_file = "demo-mos.jsonl"', ""), flags=re.M)
+        (tmp_path / "campaigns.d").mkdir()
+        cfg = load_config(write(tmp_path, text))
+        assert cfg.campaigns_dir == tmp_path / "campaigns.d"
+        (sc,) = cfg.short_codes
+        assert sc.code == "4160" and sc.default_campaign == "euro2004-final-vote"
+        assert (sc.help, sc.stop_reply, sc.start_reply) == (
+            ShortCodeConfig(code="4160").help,
+            ShortCodeConfig(code="4160").stop_reply,
+            ShortCodeConfig(code="4160").start_reply,
+        )
+
+    def test_example_keywords_are_the_defaults(self) -> None:
+        """The shipped [keywords] table spells out the defaults."""
+        assert load_config(EXAMPLE).keywords == KeywordsConfig()
+
+
+# (document, table, key, message fragment): one problem each.
+CAMPAIGN_PROBLEMS = [
+    ({"gateway": {"campaigns_dir": "nowhere"}}, "gateway", "campaigns_dir", "expected a path to an existing directory, got '"),
+    ({"gateway": {"campaigns_dir": 3}}, "gateway", "campaigns_dir", "expected a path, got 3"),
+    ({"gateway": {"campaigns_poll_interval": -1}}, "gateway", "campaigns_poll_interval", "expected a number of at least 0, got -1"),
+    ({"keywords": {"stop": []}}, "keywords", "stop", "got an empty array"),
+    ({"keywords": {"stop": "STOP"}}, "keywords", "stop", "expected a non-empty array of distinct single words of letters and digits, such as [\"STOP\", \"END\"], got 'STOP'"),
+    ({"keywords": {"stop": ["STOP", "stop"]}}, "keywords", "stop", "got 'STOP' and 'stop', the same keyword"),
+    ({"keywords": {"stop": ["STOP", "STOP"]}}, "keywords", "stop", "got 'STOP' twice"),
+    ({"keywords": {"help": ["HELP ME"]}}, "keywords", "help", "got 'HELP ME'"),
+    ({"keywords": {"help": ["E-HELP"]}}, "keywords", "help", "got 'E-HELP'"),
+    ({"keywords": {"help": [""]}}, "keywords", "help", "got ''"),
+    ({"keywords": {"start": ["START", "End"]}}, "keywords", "start", "expected words that are not in [keywords] stop, got 'End' in both"),
+    ({"keywords": {"help": ["Stóp"]}}, "keywords", "help", "expected words that are not in [keywords] stop, got 'Stóp' in both"),
+    ({"keywords": {"halp": ["HELP"]}}, "keywords", "halp", "unknown key; did you mean 'help'?"),
+    ({"short_code": [{"code": "41"}]}, "short_code[0]", "code", "expected a string of 3 to 6 digits, got '41'"),
+    ({"short_code": [{"code": 4160}]}, "short_code[0]", "code", "got 4160"),
+    ({"short_code": [{"help": "x"}]}, "short_code[0]", "code", "missing; expected a string of 3 to 6 digits"),
+    ({"short_code": [{"code": "4160", "help": ""}]}, "short_code '4160'", "help", "expected a non-empty string, got ''"),
+    ({"short_code": [{"code": "4160", "not_understood": 5}]}, "short_code '4160'", "not_understood", "got 5"),
+    ({"short_code": [{"code": "4160", "default_campaign": "my vote"}]}, "short_code '4160'", "default_campaign", "expected a campaign name of 1 to 64 characters"),
+    ({"short_code": [{"code": "4160", "stop_reply": ["x"]}]}, "short_code '4160'", "stop_reply", "got ['x']"),
+    ({"short_code": [{"code": "4160", "start_replay": "x"}]}, "short_code '4160'", "start_replay", "unknown key; did you mean 'start_reply'?"),
+    ({"short_code": [{"code": "4160"}, {"code": "4160"}]}, "short_code[1]", "code", "got '4160' again (short_code '4160' has it)"),
+    ("short_code = [3]\n", "short_code[0]", "", "expected a table, got 3"),
+    ({"short_code": {"code": "4160"}}, "", "short_code", "expected an array of tables [[short_code]], got a single table [short_code]"),
+    ({"short_cod": {"code": "4160"}}, "", "short_cod", "unknown table; did you mean 'short_code'?"),
+]
+
+
+@pytest.mark.parametrize(("doc", "table", "key", "fragment"), CAMPAIGN_PROBLEMS, ids=lambda v: "")
+def test_campaign_setting_problem_reported(tmp_path: Path, doc: dict[str, Any] | str, table: str, key: str, fragment: str) -> None:
+    """Each mistake in the campaign settings is one problem naming the file, table and key."""
+    (problem,) = problems_of(tmp_path, doc)
+    assert (problem.file, problem.table, problem.key) == (str(tmp_path / "gatewayd.toml"), table, key)
+    assert fragment in problem.message
+
+
+class TestCampaignSettingProblems:
+    def test_campaigns_dir_reported_with_other_gateway_problems(self, tmp_path: Path) -> None:
+        """A missing campaigns_dir is reported even when another [gateway] key is wrong."""
+        found = {(p.table, p.key) for p in problems_of(tmp_path, {"gateway": {"campaigns_dir": "nowhere", "log_level": "loud"}})}
+        assert found == {("gateway", "campaigns_dir"), ("gateway", "log_level")}
+
+    def test_top_level_help_points_to_its_table(self, tmp_path: Path) -> None:
+        """A keywords list written at the top level says which table it belongs in."""
+        (problem,) = problems_of(tmp_path, 'stop = ["STOP"]\n')
+        assert (problem.table, problem.key) == ("", "stop") and "belongs in [keywords]" in problem.message
+
+    def test_validators_guard_direct_construction(self) -> None:
+        """Building the settings in code applies the same checks."""
+        with pytest.raises(ValueError, match="stop"):
+            KeywordsConfig(stop=("STOP", "stop"))
+        with pytest.raises(ValueError, match="in both"):
+            KeywordsConfig(help=("STOP",))
+        with pytest.raises(ValueError, match="code"):
+            ShortCodeConfig(code="12")
+        with pytest.raises(ValueError, match="duplicate short code '4160'"):
+            GatewayConfig(state_dir=Path("/s"), short_codes=(ShortCodeConfig(code="4160"), ShortCodeConfig(code="4160")))
