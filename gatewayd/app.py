@@ -31,8 +31,9 @@ import structlog
 import trio
 
 from gatewayd.binds import SmscLink
+from gatewayd.campaigns import Campaigns
 from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
-from gatewayd.dispatch import Dispatcher, MoProcessor, leave_unrouted
+from gatewayd.dispatch import Decision, Dispatcher, MoProcessor
 from gatewayd.ingest import Ingest, StoreAccept
 from gatewayd.logging import configure_logging
 from gatewayd.notify import Notifier
@@ -144,6 +145,8 @@ class Gateway:
     last_reload: dict[str, Any] | None = None
     #: Set once the drain has finished.
     drained: trio.Event = attrs.Factory(trio.Event)
+    #: The campaigns in force and their engine (None when serve() was given its own processor).
+    campaigns: Campaigns | None = None
     #: The control socket, metrics and notifications of this gateway, once serve() started them.
     operations: Operations | None = None
     _reload_lock: trio.Lock = attrs.Factory(trio.Lock)
@@ -194,6 +197,8 @@ class Gateway:
         if new.simulator != self.config.simulator and self.simulator is not None:
             log.warning("simulator_settings_need_restart")
         self.config = new
+        if self.campaigns is not None:
+            await self.campaigns.reload(new)
         log.info("config_reloaded", rebound=sorted(changed), added=sorted(added), removed=sorted(removed))
         self._reload_outcome(True, [], rebound=sorted(changed), added=sorted(added), removed=sorted(removed))
         return True
@@ -280,14 +285,21 @@ class Gateway:
                 await trio.sleep(1.0 / rate)
 
 
+def _not_ready(conn: object, mo: object, now: float) -> Decision:
+    raise RuntimeError("MO processed before the campaigns were loaded")
+
+
 async def serve(
     config: GatewayConfig,
     *,
     handle_signals: bool = True,
-    processor: MoProcessor = leave_unrouted,
+    processor: MoProcessor | None = None,
     task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or :meth:`Gateway.request_stop`), then drain and return.
+
+    MOs go to the campaigns of ``config`` (:class:`~gatewayd.campaigns.Campaigns`) unless
+    ``processor`` decides about them instead.
 
     Raises:
         SchemaMismatch, StoreUnavailable: the database is not usable; nothing was started.
@@ -300,7 +312,9 @@ async def serve(
     store = Store.open(config.store.url)
     gateway = Gateway(config=config, ingest=Ingest(), store=store)
     gateway.outbox = Outbox(store, gateway.links, node=config.node, max_attempts=config.store.mt_max_attempts)
-    gateway.dispatcher = Dispatcher(store, processor, on_enqueued=gateway.outbox.wake)
+    if processor is None:
+        gateway.campaigns = Campaigns(store, config)
+    gateway.dispatcher = Dispatcher(store, processor or _not_ready, on_enqueued=gateway.outbox.wake)
     gateway.ingest.accept = StoreAccept(
         store,
         settings=config.store,
@@ -310,12 +324,19 @@ async def serve(
     try:
         async with trio.open_nursery() as root:
             await root.start(store.run_writer)
+            if gateway.campaigns is not None:
+                await gateway.campaigns.load()
+                assert gateway.campaigns.engine is not None
+                gateway.dispatcher.processor = gateway.campaigns.engine
+                root.start_soon(gateway.campaigns.watch, root)
             if handle_signals:
                 await root.start(gateway._watch_signals)
             await root.start(gateway.dispatcher.run)
             await root.start(gateway.outbox.run)
             # Control socket, metrics, watchdog, STATUS= lines (gatewayd/ops.py).
             operations: Operations = await root.start(Operations(gateway).run)
+            if gateway.campaigns is not None:
+                operations.campaigns = gateway.campaigns.status
             root.start_soon(gateway._expire_reassembly)
             if config.simulator_active:
                 sim = config.simulator

@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "status":
             control.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
 
+    report = sub.add_parser("report", help="print a campaign's participation, replies, delivery and results")
+    report.add_argument("campaign", help="the campaign's name (as in its sheet)")
+    report.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
+
     sim = sub.add_parser("smsc-sim", help="run the bundled SMSC simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=2775)
@@ -103,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _db_upgrade(args.config) if args.db_command == "upgrade" else _db_current(args.config)
     if args.command in ("status", "reload", "drain"):
         return _control(args)
+    if args.command == "report":
+        from gatewayd.report import report_command
+
+        config = _load(args.config)
+        return 1 if config is None else report_command(config, args.campaign, args.format)
     return _run(args.config)
 
 

@@ -279,11 +279,11 @@ class Dispatcher:
                 return
             (mo,) = batch
             log.error("mo_processing_failed", mo_id=mo.id, error=f"{type(exc).__name__}: {exc}"[:500])
-            self.failed += 1
             try:
                 await self.store.write(mark_failed, mo.id, f"{type(exc).__name__}: {exc}"[:500])
             except Exception as again:
                 log.error("mo_mark_failed_failed", mo_id=mo.id, error=str(again)[:500])
+            self.failed += 1
             return
         latency_ms = round((trio.current_time() - started) * 1000, 3)
         enqueued = 0

@@ -191,6 +191,7 @@ mt_messages = Table(
     Index(None, "status", "priority", "next_attempt_at"),
     Index(None, "in_reply_to"),
     Index(None, "subscriber_id"),
+    Index(None, "campaign", "status"),
 )
 
 #: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.

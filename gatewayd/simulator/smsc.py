@@ -76,6 +76,8 @@ class SmscSimulator:
         receipt_delay: seconds between a submit and its receipt.
         session_config: timing and window of each connection.
         clock: wall-clock time for receipt dates.
+        history: how many submits :attr:`submitted` keeps.
+        on_submit: called with every submit accepted (load generators time replies with it).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class SmscSimulator:
         session_config: SessionConfig | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
         history: int = 100_000,
+        on_submit: Callable[[Pdu], None] | None = None,
     ) -> None:
         self.system_id = system_id
         self.password = password
@@ -107,6 +110,7 @@ class SmscSimulator:
         self.connections: list[SmppConnection] = []
         #: The most recent submits received (submit_sm and data_sm), oldest first.
         self.submitted: collections.deque[Pdu] = collections.deque(maxlen=history)
+        self.on_submit = on_submit
         #: Counters: binds accepted/refused, submits, receipts sent, MOs acknowledged.
         self.stats: collections.Counter[str] = collections.Counter()
         self._bound_changed = trio.Event()
@@ -208,6 +212,8 @@ class SmscSimulator:
         if not self._answer(conn, pdu.response(CommandStatus.ESME_ROK, message_id)):
             return
         self.submitted.append(pdu)
+        if self.on_submit is not None:
+            self.on_submit(pdu)
         self.stats["submits_accepted"] += 1
         self.stats[f"submits_accepted:{conn.name}"] += 1
         if self.delivery_receipts and pdu.registered_delivery & 0x03 and self._nursery is not None:

@@ -1,6 +1,7 @@
 """Campaigns: their rows, module state, sticky sessions, results, local profiles, coupons, alerts.
 
-Also links each MO to the campaign it reached (``mo_messages.campaign_id``). Tables are
+Also links each MO to the campaign it reached (``mo_messages.campaign_id``) and indexes MTs
+by campaign for reports. Tables are
 written out rather than taken from the schema module, for the reason given in revision 001.
 
 Revision ID: 002
@@ -43,6 +44,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("campaign_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(op.f("fk_mo_messages_campaign_id_campaigns"), "campaigns", ["campaign_id"], ["id"])
         batch.create_index("ix_mo_messages_campaign_id", ["campaign_id"])
+    op.create_index("ix_mt_messages_campaign_status", "mt_messages", ["campaign", "status"])
 
     op.create_table(
         "campaign_state",
@@ -144,6 +146,7 @@ def downgrade() -> None:
     """Drop the campaign tables and ``mo_messages.campaign_id``."""
     for table in ("alert_subscriptions", "coupons", "profile_facts", "campaign_records", "sessions", "campaign_state"):
         op.drop_table(table)
+    op.drop_index("ix_mt_messages_campaign_status", "mt_messages")
     with op.batch_alter_table("mo_messages") as batch:
         batch.drop_index("ix_mo_messages_campaign_id")
         batch.drop_constraint(op.f("fk_mo_messages_campaign_id_campaigns"), type_="foreignkey")
