@@ -58,9 +58,11 @@ class InboundMessage:
     received_at: dt.datetime
     #: The PDU as received, for whatever the store needs beyond the fields above.
     pdu: Pdu = attrs.field(repr=False, eq=False)
+    #: The connection it arrived on (:attr:`SmppConnection.connection_id`); "" when unknown.
+    connection: str = ""
 
     @classmethod
-    def from_pdu(cls, pdu: DeliverSm | DataSm, *, smsc: str, now: dt.datetime) -> "InboundMessage":
+    def from_pdu(cls, pdu: DeliverSm | DataSm, *, smsc: str, now: dt.datetime, connection: str = "") -> "InboundMessage":
         """Decode a deliver_sm or data_sm; never raises on odd content."""
         info, user_data = concat_info(esm_class=pdu.esm_class, payload=pdu.payload, tlvs=pdu.tlvs)
         receipted = find_tlv(pdu.tlvs, Tag.RECEIPTED_MESSAGE_ID)
@@ -75,6 +77,7 @@ class InboundMessage:
             receipted_message_id=None if receipted is None else receipted.rstrip(b"\x00").decode("latin-1"),
             received_at=now,
             pdu=pdu,
+            connection=connection,
         )
 
 
@@ -144,6 +147,7 @@ class StoreAccept:
             concat=message.concat,
             sar=sar_tlvs(pdu.tlvs),
             received_at=message.received_at.timestamp(),
+            connection=message.connection or None,
         )
         try:
             stored = await self.store.write(
@@ -212,7 +216,7 @@ class Ingest:
 
     async def _message(self, conn: SmppConnection, pdu: DeliverSm | DataSm, smsc: str) -> None:
         started = trio.current_time()
-        message = InboundMessage.from_pdu(pdu, smsc=smsc, now=self._clock())
+        message = InboundMessage.from_pdu(pdu, smsc=smsc, now=self._clock(), connection=conn.connection_id)
         try:
             status = await self.accept(message)
         except Exception:

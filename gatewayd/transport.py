@@ -17,7 +17,9 @@ never blocks the reader and never loses a message.
 
 from __future__ import annotations
 
+import itertools
 import math
+import uuid
 from typing import Callable, Protocol
 
 import attrs
@@ -92,6 +94,11 @@ class _Waiter:
     error: Exception | None = None
 
 
+#: Tells this process's connections from those of earlier runs and other nodes.
+_PROCESS = uuid.uuid4().hex[:12]
+_SERIALS = itertools.count(1)
+
+
 class SmppConnection:
     """One SMPP connection: a session, a stream and the tasks that join them.
 
@@ -115,6 +122,8 @@ class SmppConnection:
         observer: WireObserver | None = None,
     ) -> None:
         self.stream = stream
+        #: Unique among every connection of every run and node ("<process>:<n>").
+        self.connection_id = f"{_PROCESS}:{next(_SERIALS)}"
         self._observer = observer
         self.session = session
         self.name = name

@@ -9,9 +9,13 @@ another node) restarted.
 Redelivery: an SMSC that saw no deliver_sm_resp (timeout, lost connection) sends the same
 MO again, and SMPP gives MOs no message id. A part is therefore a duplicate when a part with
 the same SMSC, source, short code, esm_class, data_coding, payload and sar_* TLVs was
-received within ``dedupe_window`` seconds. The trade-off: a person who sends the very same
-single-part text twice within the window is counted once. Keep the window short (the SMSC's
-resend delay, not minutes).
+received within ``dedupe_window`` seconds *on another connection*: an SMSC redelivers what
+it saw no answer for after the connection broke, so the same text twice on one live
+connection is the subscriber answering "A" twice in a quiz, and counts twice. The
+trade-off: an SMSC that resends on the same connection after its own response timeout
+(we answer after a commit, in milliseconds) would have that MO processed twice, and one
+whose two identical MOs from a subscriber arrive on two connections within the window
+counts them once. Keep the window short (the SMSC's resend delay, not minutes).
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class MoPartIn:
     sar: tuple[tuple[int, bytes], ...] | None
     #: Epoch seconds.
     received_at: float
+    #: The SMPP connection it arrived on; None when unknown (then any identical part counts).
+    connection: str | None = None
 
     @classmethod
     def from_inbound(cls, message: Any) -> "MoPartIn":
@@ -95,6 +101,7 @@ class MoPartIn:
             concat=message.concat,
             sar=sar_tlvs(pdu.tlvs),
             received_at=message.received_at.timestamp(),
+            connection=getattr(message, "connection", "") or None,
         )
 
 
@@ -130,7 +137,13 @@ _INSERT_PART = sa.insert(mo_parts)
 def _twin_condition(late: bool) -> sa.ColumnElement[bool]:
     """An earlier part this one redelivers (parameters: see :func:`_twin_params`)."""
     c = mo_parts.c
-    same = sa.and_(c.smsc == sa.bindparam("smsc"), c.dedupe_key == sa.bindparam("dedupe_key"))
+    same = sa.and_(
+        c.smsc == sa.bindparam("smsc"),
+        c.dedupe_key == sa.bindparam("dedupe_key"),
+        # An SMSC redelivers after losing our answer, on a new connection: an identical part
+        # on the same connection is the subscriber's own second message.
+        sa.or_(c.connection.is_(None), c.connection != sa.bindparam("connection")),
+    )
     recent = c.received_at.between(sa.bindparam("lo"), sa.bindparam("hi"))
     if not late:
         return sa.and_(same, recent)
@@ -257,6 +270,7 @@ def store_mo_part(
         "payload": part.payload,
         "text": part.text,
         "received_at": part.received_at,
+        "connection": part.connection,
     }
     if concat is None:
         # The message first, so its part is inserted already attached: no update afterwards.
@@ -284,7 +298,13 @@ def store_mo_part(
 def _twin_params(part: MoPartIn, dedupe_key: str, window: float, assembled_window: float | None) -> dict[str, Any]:
     """The parameters of :func:`_twin_condition` for this part."""
     at = part.received_at
-    params: dict[str, Any] = {"smsc": part.smsc, "dedupe_key": dedupe_key, "lo": at - window, "hi": at + window}
+    params: dict[str, Any] = {
+        "smsc": part.smsc,
+        "dedupe_key": dedupe_key,
+        "connection": part.connection or "",
+        "lo": at - window,
+        "hi": at + window,
+    }
     if assembled_window is not None:
         params["late_lo"] = at - assembled_window
         params["late_hi"] = at + assembled_window

@@ -118,6 +118,8 @@ mo_parts = Table(
     Column("received_at", Float, nullable=False),
     Column("status", String(16), nullable=False),
     Column("mo_id", Integer, ForeignKey("mo_messages.id"), nullable=True),
+    # The SMPP connection it arrived on: a redelivery comes on another one.
+    Column("connection", String(32), nullable=True),
     _one_of("status", MO_PART_STATUSES),
     Index(None, "smsc", "dedupe_key", "received_at"),
     Index(None, "concat_key", "status"),

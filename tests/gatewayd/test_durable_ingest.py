@@ -46,14 +46,34 @@ async def test_acknowledged_mo_is_already_committed(nursery: trio.Nursery, simul
 
 
 async def test_redelivery_is_acknowledged_and_stored_once(nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str) -> None:
-    """The same MO delivered twice is acknowledged twice, stored and handed over once."""
+    """An MO delivered again after the connection broke is acknowledged twice, stored and handed over once."""
+    handed_over = []
+    accept = StoreAccept(store, settings=StoreConfig(url=store_url), on_mo=handed_over.append)
+    link = await _link(simulator, nursery, accept)
+    pdu = simulator.mo_pdus("447700900123", "4160", "VOTE POR")[0]
+    assert (await simulator.deliver(pdu)).ok
+    simulator.drop_connections()
+    with trio.fail_after(10):
+        while simulator.connections:
+            await trio.sleep(0.01)
+    await link.wait_bound()
+    await simulator.wait_bound()
+    assert (await simulator.deliver(pdu)).ok
+    assert _count(store_url, "SELECT count(*) FROM mo_messages") == 1
+    assert len(handed_over) == 1
+
+
+async def test_the_same_text_twice_on_one_connection_is_processed_twice(
+    nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str
+) -> None:
+    """A subscriber sending the same answer twice over one live connection gets both processed."""
     handed_over = []
     accept = StoreAccept(store, settings=StoreConfig(url=store_url), on_mo=handed_over.append)
     await _link(simulator, nursery, accept)
-    pdu = simulator.mo_pdus("447700900123", "4160", "VOTE POR")[0]
-    assert (await simulator.deliver(pdu)).ok and (await simulator.deliver(pdu)).ok
-    assert _count(store_url, "SELECT count(*) FROM mo_messages") == 1
-    assert len(handed_over) == 1
+    for _ in range(2):
+        assert await simulator.inject_mo("447700900123", "4160", "A") == [CommandStatus.ESME_ROK]
+    assert _count(store_url, "SELECT count(*) FROM mo_messages") == 2
+    assert len(handed_over) == 2
 
 
 async def test_concatenated_mo_is_handed_over_when_complete(nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str) -> None:

@@ -8,6 +8,7 @@ import itertools
 import threading
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 import trio
@@ -129,6 +130,19 @@ def test_redelivery_within_the_window_is_a_duplicate(engine: sa.Engine) -> None:
     later = run(engine, store_mo_part, part("STOP", at=T0 + 31), T0 + 31)
     assert not other.duplicate and not later.duplicate and later.mo is not None
     assert count(engine, mo_messages) == 3
+
+
+def test_the_same_text_twice_on_one_connection_is_two_mos(engine: sa.Engine) -> None:
+    """An identical part on the same live connection is a new MO (a quiz answered "A" twice); on another
+    connection, as an SMSC redelivers after a broken connection, it is a duplicate."""
+    first = run(engine, store_mo_part, attrs.evolve(part("A", at=T0), connection="p:1"), T0)
+    second = run(engine, store_mo_part, attrs.evolve(part("A", at=T0 + 5), connection="p:1"), T0 + 5)
+    assert not second.duplicate and second.mo is not None
+    redelivered = run(engine, store_mo_part, attrs.evolve(part("A", at=T0 + 6), connection="p:2"), T0 + 6)
+    assert redelivered.duplicate and redelivered.part_id == first.part_id
+    unknown = run(engine, store_mo_part, part("A", at=T0 + 7), T0 + 7)
+    assert unknown.duplicate
+    assert count(engine, mo_messages) == 2
 
 
 def test_alphanumeric_sender_is_refused(engine: sa.Engine) -> None:

@@ -1,7 +1,8 @@
 """Campaigns: their rows, module state, sticky sessions, results, local profiles, coupons, alerts.
 
 Also links each MO to the campaign it reached (``mo_messages.campaign_id``) and indexes MTs
-by campaign for reports. Tables are
+by campaign for reports, and records the connection each MO part came on (a redelivery
+comes on another). Tables are
 written out rather than taken from the schema module, for the reason given in revision 001.
 
 Revision ID: 002
@@ -45,6 +46,8 @@ def upgrade() -> None:
         batch.create_foreign_key(op.f("fk_mo_messages_campaign_id_campaigns"), "campaigns", ["campaign_id"], ["id"])
         batch.create_index("ix_mo_messages_campaign_id", ["campaign_id"])
     op.create_index("ix_mt_messages_campaign_status", "mt_messages", ["campaign", "status"])
+    with op.batch_alter_table("mo_parts") as batch:
+        batch.add_column(sa.Column("connection", sa.String(length=32), nullable=True))
 
     op.create_table(
         "campaign_state",
@@ -146,6 +149,8 @@ def downgrade() -> None:
     """Drop the campaign tables and ``mo_messages.campaign_id``."""
     for table in ("alert_subscriptions", "coupons", "profile_facts", "campaign_records", "sessions", "campaign_state"):
         op.drop_table(table)
+    with op.batch_alter_table("mo_parts") as batch:
+        batch.drop_column("connection")
     op.drop_index("ix_mt_messages_campaign_status", "mt_messages")
     with op.batch_alter_table("mo_messages") as batch:
         batch.drop_index("ix_mo_messages_campaign_id")
