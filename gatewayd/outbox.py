@@ -64,12 +64,16 @@ ACCEPT_STORE_ATTEMPTS = 6
 class _Failure(Exception):
     """An attempt ended early; carries what attempt_failed needs."""
 
-    def __init__(self, error: str, *, temporary: bool, count_attempt: bool = True, status: int | None = None) -> None:
+    def __init__(
+        self, error: str, *, temporary: bool, count_attempt: bool = True, status: int | None = None, possibly_sent: bool = False
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.temporary = temporary
         self.count_attempt = count_attempt
         self.status = status
+        #: The SMSC may have accepted the part without us hearing of it.
+        self.possibly_sent = possibly_sent
 
 
 class Outbox:
@@ -354,10 +358,10 @@ class Outbox:
             raise _Failure(NO_BIND, temporary=True, count_attempt=False) from None
         except ResponseTimeout:
             self.possibly_duplicated += 1
-            raise _Failure("response timeout", temporary=True) from None
+            raise _Failure("response timeout", temporary=True, possibly_sent=True) from None
         except ConnectionGone:
             self.possibly_duplicated += 1
-            raise _Failure("connection lost", temporary=True) from None
+            raise _Failure("connection lost", temporary=True, possibly_sent=True) from None
         status = response.command_status
         if status == CommandStatus.ESME_ROK:
             return normalise_message_id(str(getattr(response, "message_id", "")), cfg.message_id_format, from_receipt=False)
@@ -375,6 +379,7 @@ class Outbox:
                     max_attempts=self.max_attempts,
                     backoff=self.backoff,
                     count_attempt=failure.count_attempt,
+                    uncertain=failure.possibly_sent,
                 )
             )
         except StoreError as exc:

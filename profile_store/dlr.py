@@ -118,6 +118,9 @@ _PARTS_BY_CONTENT = (
     .where(
         subscribers.c.msisdn == sa.bindparam("b_recipient"),
         _p.part_index == 1,
+        # Only a part whose earlier submission may have gone unrecorded: otherwise a receipt
+        # that merely overtook its submit_sm_resp would land on another MT with the same start.
+        _p.uncertain == sa.true(),
         _p.submitted_at >= sa.bindparam("b_since"),
         sa.func.substr(_m.text, 1, sa.bindparam("b_length", type_=sa.Integer)) == sa.bindparam("b_text", type_=sa.Text),
     )

@@ -97,6 +97,17 @@ _CLAIM = (
         updated_at=sa.bindparam("b_now"),
     )
 )
+#: Pending parts of the listed MTs that are being sent (claimed, abandoned or released).
+_MARK_UNCERTAIN = (
+    sa.update(mt_parts)
+    .where(
+        _p.status == "pending",
+        _p.mt_id.in_(
+            sa.select(_m.id).where(_m.id.in_(sa.bindparam("b_ids", expanding=True)), _m.status == "sending").scalar_subquery()
+        ),
+    )
+    .values(uncertain=True)
+)
 _SELECT_CLAIMED = (
     sa.select(*_MT_COLUMNS)
     .join_from(mt_messages, subscribers, _m.subscriber_id == subscribers.c.id)
@@ -125,9 +136,9 @@ _ACCEPT_PART = (
         submitted_at=sa.bindparam("b_now"),
         done_at=None,
     )
-    .returning(_p.id)
+    .returning(_p.id, _p.uncertain)
 )
-_PART_ID = sa.select(_p.id).where(_p.mt_id == sa.bindparam("b_mt_id"), _p.part_index == sa.bindparam("b_index"))
+_PART_ID = sa.select(_p.id, _p.uncertain).where(_p.mt_id == sa.bindparam("b_mt_id"), _p.part_index == sa.bindparam("b_index"))
 
 _ACCEPTED_PARTS = (
     sa.select(sa.func.count())
@@ -289,6 +300,8 @@ def claim_due(conn: Connection, *, node: str, now: float, limit: int, lease: flo
     ids = [int(i) for i in conn.execute(select_ids, {"b_now": now, "b_limit": limit}).scalars()]
     if not ids:
         return []
+    # Taking over another node's abandoned send: its pending parts may have gone out.
+    conn.execute(_MARK_UNCERTAIN, {"b_ids": ids})
     conn.execute(_CLAIM, {"b_ids": ids, "b_node": node, "b_expires": now + lease, "b_now": now})
     rows = conn.execute(_SELECT_CLAIMED, {"b_ids": ids}).mappings()
     by_id = {int(row["id"]): row for row in rows}
@@ -350,7 +363,8 @@ def part_accepted(
         receipt_grace: how old a held receipt may be and still be applied.
         recipient: the MT's number (E.164) and ``text`` its text: with them, held receipts
             of an earlier submission of this first part whose id was never stored are applied
-            (see :func:`profile_store.dlr.apply_held_by_content`).
+            (see :func:`profile_store.dlr.apply_held_by_content`), when the part is
+            ``uncertain`` (an earlier submission may have gone out unrecorded).
         text: see ``recipient``.
 
     Returns:
@@ -373,13 +387,11 @@ def part_accepted(
             "b_now": now,
         },
     ).first()
-    if accepted is not None:
-        part_id = int(accepted.id)
-    else:
-        found = conn.execute(_PART_ID, {"b_mt_id": mt_id, "b_index": part_index}).scalar_one_or_none()
-        if found is None:
+    if accepted is None:
+        accepted = conn.execute(_PART_ID, {"b_mt_id": mt_id, "b_index": part_index}).first()
+        if accepted is None:
             raise LookupError(f"MT {mt_id} has no part {part_index}")
-        part_id = int(found)
+    part_id, uncertain = int(accepted.id), bool(accepted.uncertain)
     params = {"b_mt_id": mt_id, "b_now": now, "b_smsc": smsc, "b_message_id": smsc_message_id}
     status: str | None = None
     row = conn.execute(_SETTLE_ACCEPTED, params).first()
@@ -397,7 +409,7 @@ def part_accepted(
             conn, smsc=smsc, smsc_message_id=smsc_message_id, mt_part_id=part_id, mt_id=mt_id, now=now, grace=receipt_grace
         )
         status = held_status or status
-    if part_index == 1 and recipient and text:
+    if part_index == 1 and recipient and text and uncertain:
         by_content, content_status = apply_held_by_content(
             conn, smsc=smsc, recipient=recipient, mt_text=text, mt_part_id=part_id, mt_id=mt_id, now=now, grace=receipt_grace
         )
@@ -443,6 +455,7 @@ def attempt_failed(
     max_attempts: int = 5,
     backoff: Callable[[int], float] | float = DEFAULT_BACKOFF_BASE,
     count_attempt: bool = True,
+    uncertain: bool = False,
 ) -> MtProgress:
     """Record that an attempt to send an MT ended without every part accepted.
 
@@ -463,6 +476,8 @@ def attempt_failed(
         count_attempt: False when nothing was sent (no SMSC bound): the MT is requeued after
             the backoff for its current count without using up an attempt, so an SMSC outage
             does not fail the queue.
+        uncertain: the SMSC may have accepted the pending parts unheard (a response timeout,
+            a lost connection): their receipts may then only be recognised by content.
 
     Returns:
         The MT's progress.
@@ -471,6 +486,8 @@ def attempt_failed(
         LookupError: no such MT.
     """
     m = mt_messages.c
+    if uncertain:
+        conn.execute(sa.update(mt_parts).where(_p.mt_id == mt_id, _p.status == "pending").values(uncertain=True))
     row = conn.execute(sa.select(m.status, m.attempts).where(m.id == mt_id)).one_or_none()
     if row is None:
         raise LookupError(f"no MT {mt_id}")
@@ -510,6 +527,9 @@ def release_claims(conn: Connection, *, node: str, now: float) -> int:
         How many MTs were released.
     """
     m = mt_messages.c
+    # A response may never have come for what was in flight: its parts may have gone out.
+    held = sa.select(m.id).where(m.status == "sending", m.claimed_by == node).scalar_subquery()
+    conn.execute(sa.update(mt_parts).where(_p.status == "pending", _p.mt_id.in_(held)).values(uncertain=True))
     result = conn.execute(
         sa.update(mt_messages)
         .where(m.status == "sending", m.claimed_by == node)

@@ -21,6 +21,7 @@ NOTES (conventions every table follows):
 
 from __future__ import annotations
 
+from sqlalchemy import false
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -211,6 +212,9 @@ mt_parts = Table(
     Column("receipt_stat", String(8), nullable=True),
     Column("submitted_at", Float, nullable=True),
     Column("done_at", Float, nullable=True),
+    # The part may have been submitted without its id being recorded (its sender died or
+    # gave up waiting): only such parts are matched to receipts by recipient and text.
+    Column("uncertain", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("mt_id", "part_index"),
     _one_of("status", MT_PART_STATUSES),
     Index(None, "smsc", "smsc_message_id"),

@@ -242,14 +242,22 @@ async def test_through_the_store(store: Store) -> None:
 def test_receipt_for_an_unrecorded_submission_matches_by_content(engine: sa.Engine) -> None:
     """A receipt whose id was never stored (the gateway died before the submit_sm_resp) matches its MT by recipient and text."""
     mt_id, parts = run(engine, make_mt, ["resubmitted-id"])
+    _mark_uncertain(engine, parts[0])
     recorded = run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 5, recipient="+447700900123")
     assert recorded.matched and recorded.by_content and recorded.mt_part_id == parts[0]
     assert recorded.mt_status == "delivered"
 
 
+def _mark_uncertain(engine: sa.Engine, part_id: int) -> None:
+    """What the outbox does to a part whose earlier submission may have gone out unrecorded."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(uncertain=True))
+
+
 def test_content_matching_needs_the_same_recipient(engine: sa.Engine) -> None:
     """A receipt for another number, or without a recipient, is not matched by content."""
-    run(engine, make_mt, ["resubmitted-id"])
+    _, parts = run(engine, make_mt, ["resubmitted-id"])
+    _mark_uncertain(engine, parts[0])
     assert not run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 5, recipient="+306900000000").matched
     assert not run(engine, record_receipt, SMSC, receipt("lost-id-2"), "lost-id-2", T0 + 5).matched
 
@@ -261,6 +269,7 @@ def test_receipt_of_a_lost_submission_before_the_resubmission_is_applied_when_it
     mt_id, parts = run(engine, make_mt, [None], status="sending")
     with engine.begin() as conn:
         conn.execute(sa.update(mt_parts).where(mt_parts.c.id == parts[0]).values(status="pending", submitted_at=None))
+    _mark_uncertain(engine, parts[0])
     held = run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 1, recipient="+447700900123")
     assert not held.matched
     progress = run(
@@ -269,3 +278,51 @@ def test_receipt_of_a_lost_submission_before_the_resubmission_is_applied_when_it
     )
     assert progress.status == "delivered"
     assert read(engine, dlr_events, "matched", "mt_part_id") == [(True, parts[0])]
+
+
+def test_an_early_receipt_is_not_taken_by_an_earlier_mt_with_the_same_start(engine: sa.Engine) -> None:
+    """A receipt that overtook its submit_sm_resp waits for its own MT instead of matching a
+    delivered one to the same number whose text starts alike; the MT is delivered once accepted."""
+    from profile_store.mt import part_accepted
+
+    first, _ = run(engine, make_mt, ["id-a"])
+    assert run(engine, record_receipt, SMSC, receipt("id-a"), "id-a", T0 + 1, recipient="+447700900123").mt_id == first
+    second, parts = run(engine, make_mt, [None], status="sending")
+    with engine.begin() as conn:
+        conn.execute(sa.update(mt_parts).where(mt_parts.c.id == parts[0]).values(status="pending", submitted_at=None))
+    early = run(engine, record_receipt, SMSC, receipt("id-b"), "id-b", T0 + 2, recipient="+447700900123")
+    assert not early.matched
+    progress = run(
+        engine, part_accepted, mt_id=second, part_index=1, smsc=SMSC, smsc_message_id="id-b", submit_status=0,
+        now=T0 + 3, recipient="+447700900123", text="hello",
+    )
+    assert progress.status == "delivered"
+    assert read(engine, dlr_events, "smsc_message_id", "mt_part_id") == [("id-a", parts[0] - 1), ("id-b", parts[0])]
+
+
+def test_parts_that_may_have_gone_out_unrecorded_are_marked_uncertain(engine: sa.Engine) -> None:
+    """Pending parts become uncertain when their attempt timed out, their claim was released, or another node took them over."""
+    from profile_store.mt import attempt_failed, claim_due, release_claims
+
+    def pending_mt() -> tuple[int, int]:
+        mt_id, parts = run(engine, make_mt, [None], status="sending")
+        with engine.begin() as conn:
+            conn.execute(sa.update(mt_parts).where(mt_parts.c.id == parts[0]).values(status="pending", submitted_at=None))
+            conn.execute(sa.update(mt_messages).where(mt_messages.c.id == mt_id).values(claimed_by="n1", claim_expires_at=T0 + 10))
+        return mt_id, parts[0]
+
+    def uncertain(part_id: int) -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(sa.select(mt_parts.c.uncertain).where(mt_parts.c.id == part_id)).scalar_one())
+
+    timed_out, timed_out_part = pending_mt()
+    refused, refused_part = pending_mt()
+    run(engine, attempt_failed, mt_id=timed_out, error="response timeout", temporary=True, now=T0 + 1, uncertain=True)
+    run(engine, attempt_failed, mt_id=refused, error="ESME_RTHROTTLED", temporary=True, now=T0 + 1)
+    assert uncertain(timed_out_part) and not uncertain(refused_part)
+    _, released_part = pending_mt()
+    run(engine, release_claims, node="n1", now=T0 + 2)
+    assert uncertain(released_part)
+    _, abandoned_part = pending_mt()
+    run(engine, claim_due, node="n2", now=T0 + 60, limit=10, lease=30)
+    assert uncertain(abandoned_part)

@@ -2,7 +2,7 @@
 
 Also links each MO to the campaign it reached (``mo_messages.campaign_id``) and indexes MTs
 by campaign for reports, and records the connection each MO part came on (a redelivery
-comes on another). Tables are
+comes on another) and which MT parts may have been submitted without their id recorded. Tables are
 written out rather than taken from the schema module, for the reason given in revision 001.
 
 Revision ID: 002
@@ -48,6 +48,8 @@ def upgrade() -> None:
     op.create_index("ix_mt_messages_campaign_status", "mt_messages", ["campaign", "status"])
     with op.batch_alter_table("mo_parts") as batch:
         batch.add_column(sa.Column("connection", sa.String(length=32), nullable=True))
+    with op.batch_alter_table("mt_parts") as batch:
+        batch.add_column(sa.Column("uncertain", sa.Boolean(), nullable=False, server_default=sa.false()))
 
     op.create_table(
         "campaign_state",
@@ -149,6 +151,8 @@ def downgrade() -> None:
     """Drop the campaign tables and ``mo_messages.campaign_id``."""
     for table in ("alert_subscriptions", "coupons", "profile_facts", "campaign_records", "sessions", "campaign_state"):
         op.drop_table(table)
+    with op.batch_alter_table("mt_parts") as batch:
+        batch.drop_column("uncertain")
     with op.batch_alter_table("mo_parts") as batch:
         batch.drop_column("connection")
     op.drop_index("ix_mt_messages_campaign_status", "mt_messages")
