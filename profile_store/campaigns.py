@@ -138,16 +138,24 @@ def load_states(conn: sa.Connection, pairs: Iterable[tuple[int, int]]) -> dict[t
     return {(cid, sid): json.loads(state) for cid, sid, state in rows if (cid, sid) in wanted}
 
 
+def _state_upsert(dialect: str) -> Any:
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(campaign_state).values(
+        campaign_id=sa.bindparam("cid"), subscriber_id=sa.bindparam("sid"), state=sa.bindparam("state"), updated_at=sa.bindparam("now")
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[campaign_state.c.campaign_id, campaign_state.c.subscriber_id],
+        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+# Built once: building an upsert (its ``excluded`` alias above all) costs more than running it.
+_SAVE_STATE = {dialect: _state_upsert(dialect) for dialect in ("sqlite", "postgresql")}
+
+
 def save_state(conn: sa.Connection, campaign_id: int, subscriber_id: int, state: Mapping[str, Any], now: float) -> None:
     """Replace the module state of a subscriber in a campaign."""
     text = json.dumps(state, separators=(",", ":"), sort_keys=True, default=_jsonable)
-    stmt = _insert(conn, campaign_state).values(campaign_id=campaign_id, subscriber_id=subscriber_id, state=text, updated_at=now)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[campaign_state.c.campaign_id, campaign_state.c.subscriber_id],
-            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
-        )
-    )
+    conn.execute(_SAVE_STATE[conn.dialect.name], {"cid": campaign_id, "sid": subscriber_id, "state": text, "now": now})
 
 
 def thaw(value: Any) -> Any:
@@ -249,17 +257,22 @@ def add_record(
             .values(withdrawn=True)
         )
     conn.execute(
-        sa.insert(campaign_records).values(
-            campaign_id=campaign_id,
-            subscriber_id=subscriber_id,
-            mo_id=mo_id,
-            kind=kind[:32],
-            key=key[:64],
-            value=value,
-            recorded_at=now,
-            withdrawn=False,
-        )
+        _INSERT_RECORD,
+        {
+            "campaign_id": campaign_id,
+            "subscriber_id": subscriber_id,
+            "mo_id": mo_id,
+            "kind": kind[:32],
+            "key": key[:64],
+            "value": value,
+            "recorded_at": now,
+            "withdrawn": False,
+        },
     )
+
+
+_INSERT_RECORD = sa.insert(campaign_records)
+_INSERT_FACT = sa.insert(profile_facts)
 
 
 def record_totals(conn: sa.Connection, campaign_id: int) -> list[RecordTotal]:
@@ -283,14 +296,15 @@ def add_fact(
 ) -> None:
     """Add an (object or event, attitude) pair to the subscriber's local profile for a campaign."""
     conn.execute(
-        sa.insert(profile_facts).values(
-            campaign_id=campaign_id,
-            subscriber_id=subscriber_id,
-            mo_id=mo_id,
-            object=object_[:200],
-            attitude=attitude,
-            recorded_at=now,
-        )
+        _INSERT_FACT,
+        {
+            "campaign_id": campaign_id,
+            "subscriber_id": subscriber_id,
+            "mo_id": mo_id,
+            "object": object_[:200],
+            "attitude": attitude,
+            "recorded_at": now,
+        },
     )
 
 
