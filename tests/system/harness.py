@@ -48,13 +48,27 @@ def write_config(path: Path, *, port: int, url: str, node: str = "n1") -> Path:
     return path
 
 
+#: Every drill process started, so a failing test's teardown can kill what it left running.
+STARTED: list[trio.Process] = []
+
+
+def kill_leftovers() -> None:
+    """Kill the drill processes still running (a test that failed before stopping them)."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.returncode is None:
+            proc.kill()
+
+
 async def start_drill(config: Path) -> trio.Process:
     """Start ``python -m gatewayd.drill`` (a gateway that replies to every MO); its log goes next to the config."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with open(config.with_suffix(".log"), "ab") as log:
-        return await trio.lowlevel.open_process(
+        proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "gatewayd.drill", "--config", str(config)], stdout=log, env=env
         )
+    STARTED.append(proc)
+    return proc
 
 
 async def stop(proc: trio.Process) -> int:
