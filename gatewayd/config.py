@@ -857,28 +857,34 @@ class _Loader:
 
     def smscs(self, raw: Any) -> list[SmscConfig]:
         """Every valid ``[[smsc]]``; tables named by name, or by index when it is unusable."""
-        if isinstance(raw, dict):
-            self.problem("", "smsc", "expected an array of tables [[smsc]], got a single table [smsc]")
-            return []
+        return self._tables(raw, "smsc", SmscConfig, "name", _NAME_RE, "a unique name")
+
+    def _tables(self, raw: Any, array: str, cls: type, key: str, pattern: re.Pattern[str], unique: str) -> list[Any]:
+        """Every valid table of the array of tables ``[[array]]``, each identified by ``key``.
+
+        A table is named after its ``key`` when that is valid and not seen before (a repeat
+        is a problem), else by its index.
+        """
         if not isinstance(raw, list):
-            self.problem("", "smsc", f"expected an array of tables [[smsc]], got {_show(raw)}")
+            found = f"a single table [{array}]" if isinstance(raw, dict) else _show(raw)
+            self.problem("", array, f"expected an array of tables [[{array}]], got {found}")
             return []
-        smscs, seen = [], {}
+        built, seen = [], {}
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
-                self.problem(f"smsc[{i}]", "", f"expected a table, got {_show(item)}")
+                self.problem(f"{array}[{i}]", "", f"expected a table, got {_show(item)}")
                 continue
-            name = item.get("name")
-            valid = isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
-            table = f"smsc {name!r}" if valid and name not in seen else f"smsc[{i}]"
-            if valid and name in seen:
-                self.problem(table, "name", f"expected a unique name, got {name!r} again ({seen[name]} has it)")
+            ident = item.get(key)
+            valid = isinstance(ident, str) and pattern.fullmatch(ident) is not None
+            table = f"{array} {ident!r}" if valid and ident not in seen else f"{array}[{i}]"
+            if valid and ident in seen:
+                self.problem(table, key, f"expected {unique}, got {ident!r} again ({seen[ident]} has it)")
             elif valid:
-                seen[name] = table
-            smsc = self.build(SmscConfig, self.read(SmscConfig, item, table), table)
-            if smsc is not None:
-                smscs.append(smsc)
-        return smscs
+                seen[ident] = table
+            value = self.build(cls, self.read(cls, item, table), table)
+            if value is not None:
+                built.append(value)
+        return built
 
     def check_campaigns_dir(self, gateway: Any) -> None:
         """Report a configured ``campaigns_dir`` that is not a directory.
@@ -898,26 +904,7 @@ class _Loader:
 
     def short_codes(self, raw: Any) -> list[ShortCodeConfig]:
         """Every valid ``[[short_code]]``; tables named by code, or by index when it is unusable."""
-        if not isinstance(raw, list):
-            found = "a single table [short_code]" if isinstance(raw, dict) else _show(raw)
-            self.problem("", "short_code", f"expected an array of tables [[short_code]], got {found}")
-            return []
-        short_codes, seen = [], {}
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict):
-                self.problem(f"short_code[{i}]", "", f"expected a table, got {_show(item)}")
-                continue
-            code = item.get("code")
-            valid = isinstance(code, str) and _SHORT_CODE_RE.fullmatch(code) is not None
-            table = f"short_code {code!r}" if valid and code not in seen else f"short_code[{i}]"
-            if valid and code in seen:
-                self.problem(table, "code", f"expected a short code not configured before, got {code!r} again ({seen[code]} has it)")
-            elif valid:
-                seen[code] = table
-            short_code = self.build(ShortCodeConfig, self.read(ShortCodeConfig, item, table), table)
-            if short_code is not None:
-                short_codes.append(short_code)
-        return short_codes
+        return self._tables(raw, "short_code", ShortCodeConfig, "code", _SHORT_CODE_RE, "a short code not configured before")
 
     def load(self, data: Mapping[str, Any], path: Path) -> GatewayConfig:
         """The whole configuration, or :class:`ConfigError` with every problem found."""
