@@ -141,7 +141,8 @@ class CampaignEngine:
     def __call__(self, conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
         """Decide about one MO (reads only; the writes are in the decision's ``apply``)."""
         campaigns = self.campaigns
-        outcome = route(campaigns.table, mo.short_code, mo.text, now, self._session(conn, mo, now))
+        session = self._session(conn, mo, now)
+        outcome = route(campaigns.table, mo.short_code, mo.text, now, session)
         code = self.config.short_code(mo.short_code)
         if isinstance(outcome, GlobalKeyword):
             return self._global(mo, outcome, code)
@@ -158,18 +159,26 @@ class CampaignEngine:
             replies = (self._reply(mo, text, loaded.sheet.name),) if text else ()
             return Decision(route=outcome.label, replies=replies, campaign_id=campaign_id)
         assert isinstance(outcome, ToCampaign)
-        result = self._run_module(conn, loaded, campaign_id, mo, outcome, now)
+        result = self._run_module(conn, loaded, campaign_id, mo, outcome, now, in_session=session == outcome.campaign)
         apply = _Applier(self, loaded, campaign_id, mo, result)
         return Decision(route=outcome.label, campaign_id=campaign_id, apply=apply)
 
     def _run_module(
-        self, conn: sa.Connection, loaded: LoadedCampaign, campaign_id: int, mo: StoredMo, outcome: ToCampaign, now: float
+        self,
+        conn: sa.Connection,
+        loaded: LoadedCampaign,
+        campaign_id: int,
+        mo: StoredMo,
+        outcome: ToCampaign,
+        now: float,
+        *,
+        in_session: bool,
     ) -> ModuleResult:
         sheet = loaded.sheet
         view = SubscriberView(
             ref=pseudonym(self._key, sheet.name, mo.subscriber_id),
             state=self._state(conn, campaign_id, mo, now),
-            in_session=self._session(conn, mo, now) == sheet.name,
+            in_session=in_session,
         )
         ctx = ModuleContext(campaign=sheet.info(), settings=sheet.settings, subscriber=view, now=now)
         message = Message(
