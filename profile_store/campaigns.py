@@ -337,7 +337,7 @@ def claim_coupon(conn: sa.Connection, campaign_id: int, subscriber_id: int, now:
     for _ in range(5):
         free = conn.execute(
             sa.select(coupons.c.id, coupons.c.code)
-            .where(coupons.c.campaign_id == campaign_id, coupons.c.subscriber_id.is_(None))
+            .where(coupons.c.campaign_id == campaign_id, coupons.c.claimed_at.is_(None))
             .order_by(coupons.c.id)
             .limit(1)
         ).first()
@@ -345,7 +345,7 @@ def claim_coupon(conn: sa.Connection, campaign_id: int, subscriber_id: int, now:
             return CouponOutcome("exhausted", "")
         taken = conn.execute(
             sa.update(coupons)
-            .where(coupons.c.id == free.id, coupons.c.subscriber_id.is_(None))
+            .where(coupons.c.id == free.id, coupons.c.claimed_at.is_(None))
             .values(subscriber_id=subscriber_id, claimed_at=now)
         ).rowcount
         if taken:
@@ -360,7 +360,7 @@ def redeem_coupon(conn: sa.Connection, campaign_id: int, code: str, now: float) 
         sa.select(coupons.c.id, coupons.c.code).where(
             coupons.c.campaign_id == campaign_id,
             sa.func.upper(coupons.c.code) == wanted,
-            coupons.c.subscriber_id.is_not(None),
+            coupons.c.claimed_at.is_not(None),
             coupons.c.redeemed_at.is_(None),
         )
     ).first()

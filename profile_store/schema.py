@@ -54,10 +54,17 @@ __all__ = [
     "profile_facts",
     "coupons",
     "alert_subscriptions",
+    "consent_events",
+    "customer_profiles",
+    "customer_campaigns",
+    "subscriber_attributes",
+    "audit_log",
     "MO_PART_STATUSES",
     "MO_STATUSES",
     "MT_STATUSES",
     "MT_PART_STATUSES",
+    "MT_KINDS",
+    "CONSENT_EVENTS",
 ]
 
 metadata = MetaData(
@@ -74,6 +81,11 @@ MO_PART_STATUSES = ("pending", "assembled", "expired")
 MO_STATUSES = ("stored", "processed", "failed", "ignored")
 MT_STATUSES = ("queued", "sending", "submitted", "delivered", "undelivered", "failed", "expired", "cancelled")
 MT_PART_STATUSES = ("pending", "accepted", "delivered", "undelivered", "failed", "expired")
+#: What an MT is to the privacy policy: the answer to the subscriber's own MO, a message the
+#: gateway starts, a reply to a consent keyword (STOP/START/YES/HELP/MYDATA), or the fixed
+#: reply to a subscriber known to be under age.
+MT_KINDS = ("response", "marketing", "keyword", "refusal")
+CONSENT_EVENTS = ("opt_in", "opt_in_requested", "confirmed", "opt_out")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -190,7 +202,10 @@ mt_messages = Table(
     Column("claim_expires_at", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Checked again at submit time: a STOP suppresses the queued MTs it covers.
+    Column("kind", String(16), nullable=False, server_default="response"),
     _one_of("status", MT_STATUSES),
+    _one_of("kind", MT_KINDS),
     Index(None, "status", "priority", "next_attempt_at"),
     Index(None, "in_reply_to"),
     Index(None, "subscriber_id"),
@@ -293,7 +308,9 @@ campaign_records = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
-    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    # NULL once the subscriber's local profile was erased: the result still counts, but no
+    # longer says whose it is.
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=True),
     Column("mo_id", Integer, ForeignKey("mo_messages.id"), nullable=True),
     Column("kind", String(32), nullable=False),
     Column("key", String(64), nullable=False),
@@ -348,4 +365,104 @@ alert_subscriptions = Table(
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
     Column("subscribed_at", Float, nullable=False),
     Index(None, "subscriber_id"),
+)
+
+
+# --- privacy --------------------------------------------------------------------------------
+
+#: The consent ledger: append-only, one row per event (see :mod:`permissions.consent`).
+#: Keyed by a keyed hash of the number, so an opt-out outlives the erasure of everything
+#: else about the subscriber (``subscriber_id`` is then NULL).
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # HMAC-SHA256 of the E.164 number under the gateway's privacy key, hex.
+    Column("number_hash", String(64), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=True),
+    Column("event", String(20), nullable=False),
+    # "all" or "marketing" for opt-ins and opt-outs; NULL for requests and confirmations.
+    Column("purpose", String(16), nullable=True),
+    # The scope: its kind and the names it needs (see permissions.consent.Scope).
+    Column("scope_kind", String(16), nullable=False),
+    Column("scope_short_code", String(21), nullable=False),
+    Column("scope_owner", String(200), nullable=False),
+    Column("scope_campaign", String(64), nullable=False),
+    # The evidence: when, which short code and keyword, which MO (no foreign key: the MO
+    # may be erased while the opt-out it proves must stay).
+    Column("at", Float, nullable=False),
+    Column("short_code", String(21), nullable=False),
+    Column("keyword", String(64), nullable=False),
+    Column("mo_id", Integer, nullable=True),
+    Column("note", Text, nullable=False),
+    # Opt-in requests only: the last moment a YES confirms it.
+    Column("expires_at", Float, nullable=True),
+    Column("recorded_at", Float, nullable=False),
+    _one_of("event", CONSENT_EVENTS),
+    Index(None, "number_hash", "at"),
+    Index(None, "subscriber_id"),
+)
+
+#: The customer profile: one row per subscriber who took part, updated as MOs arrive.
+#: Recency and frequency scores are computed from it when read.
+customer_profiles = Table(
+    "customer_profiles",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("first_seen_at", Float, nullable=False),
+    # The last MO: what "N months without participation" counts from.
+    Column("last_seen_at", Float, nullable=False),
+    # Every MO processed, and those that reached a campaign.
+    Column("mos", Integer, nullable=False),
+    Column("campaign_mos", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index(None, "last_seen_at"),
+)
+
+#: The campaigns a subscriber joined: first and last MO to each, and how many.
+customer_campaigns = Table(
+    "customer_campaigns",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), primary_key=True),
+    Column("first_at", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Column("mos", Integer, nullable=False),
+    Index(None, "campaign_id", "last_at"),
+)
+
+#: What a subscriber declared about themselves (age_band, postcode, ...): the latest value
+#: of each attribute, and the campaign that asked.
+subscriber_attributes = Table(
+    "subscriber_attributes",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=True),
+    Column("declared_at", Float, nullable=False),
+    Index(None, "name", "value"),
+    Index(None, "campaign_id"),
+)
+
+#: The audit trail: one row per :class:`permissions.audit.AuditRecord`, hash-chained in id
+#: order (``digest`` covers the previous row's digest and this record). Never updated.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("who", String(200), nullable=False),
+    # A pseudonymous reference ("subscriber 42"), never a number.
+    Column("subject", String(200), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("category", String(200), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Index(None, "subject"),
+    Index(None, "at"),
 )

@@ -113,3 +113,16 @@ def test_alert_subscriptions(engine: sa.Engine) -> None:
         assert c.unsubscribe(conn, cid, "traffic", a) == 1
         assert c.unsubscribe(conn, cid, "", a) == 1
         assert c.unsubscribe(conn, cid, "", a) == 0
+
+
+def test_a_detached_coupon_is_not_handed_out_again(engine: sa.Engine) -> None:
+    """Erasing a local profile detaches the claimed code from its subscriber; it stays claimed and redeemable."""
+    from profile_store.privacy import erase_local_profile
+
+    cid, a, b = _setup(engine)
+    with engine.begin() as conn:
+        c.fill_coupon_pool(conn, cid, ["ONLY"])
+        assert c.claim_coupon(conn, cid, a, 2.0) == c.CouponOutcome("claimed", "ONLY")
+        erase_local_profile(conn, a, cid)
+        assert c.claim_coupon(conn, cid, b, 3.0) == c.CouponOutcome("exhausted", "")
+        assert c.redeem_coupon(conn, cid, "only", 4.0) == c.CouponOutcome("redeemed", "ONLY")
