@@ -40,6 +40,7 @@ from profile_store.mt import (
     ClaimedMt,
     MtProgress,
     MtRequest,
+    Screen,
     StoredMt,
     attempt_failed,
     claim_due,
@@ -94,6 +95,8 @@ class Outbox:
         clock: UTC wall-clock time, epoch seconds.
         max_in_flight: the most MTs being sent at once on this node; ``batch`` by default.
         backoff: retry delay as a function of attempts, or its base in seconds.
+        screen: the last check of claimed MTs before they are sent (consent at submit
+            time); read on every claim, so it may be replaced while running.
     """
 
     def __init__(
@@ -110,7 +113,9 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         max_in_flight: int | None = None,
         backoff: Callable[[int], float] | float = 5.0,
+        screen: Screen | None = None,
     ) -> None:
+        self.screen = screen
         self.store = store
         self.links = links
         self.node = node
@@ -211,7 +216,9 @@ class Outbox:
                 self._claiming = True
                 try:
                     claimed = await self.store.write(
-                        functools.partial(claim_due, node=self.node, now=self._clock(), limit=free, lease=self.lease)
+                        functools.partial(
+                            claim_due, node=self.node, now=self._clock(), limit=free, lease=self.lease, screen=self.screen
+                        )
                     )
                 except StoreError as exc:
                     log.warning("mt_claim_failed", error=str(exc))

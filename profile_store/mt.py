@@ -38,6 +38,7 @@ __all__ = [
     "exponential_backoff",
     "enqueue_mt",
     "claim_due",
+    "Screen",
     "part_accepted",
     "attempt_failed",
     "settle_mt",
@@ -253,6 +254,7 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
         "claim_expires_at": None,
         "created_at": now,
         "updated_at": now,
+        "kind": request.resolved_kind,
     }
     mt_id = int(conn.execute(_INSERT_MT, row).scalar_one())
     conn.execute(_INSERT_PARTS, [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
@@ -275,7 +277,26 @@ def get_parts(conn: Connection, mt_id: int) -> list[StoredMtPart]:
 # -- claim -----------------------------------------------------------------------------------
 
 
-def claim_due(conn: Connection, *, node: str, now: float, limit: int, lease: float) -> list[ClaimedMt]:
+#: Checks claimed MTs once more before they are sent: returns the ids to cancel, each with
+#: the reason recorded as the MT's last error (a STOP since the MT was queued).
+Screen = Callable[[Connection, list[ClaimedMt], float], dict[int, str]]
+
+_CANCEL = (
+    sa.update(mt_messages)
+    .where(_m.id == sa.bindparam("b_mt_id"))
+    .values(
+        status="cancelled",
+        last_error=sa.bindparam("b_error"),
+        claimed_by=None,
+        claim_expires_at=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+
+
+def claim_due(
+    conn: Connection, *, node: str, now: float, limit: int, lease: float, screen: Screen | None = None
+) -> list[ClaimedMt]:
     """Claim up to ``limit`` MTs for ``node`` to send: due ``queued`` rows and abandoned ``sending`` rows.
 
     A ``sending`` row whose claim expired belonged to a node that died or stalled mid-send;
@@ -290,6 +311,8 @@ def claim_due(conn: Connection, *, node: str, now: float, limit: int, lease: flo
         now: the current time.
         limit: the most rows to claim.
         lease: seconds the claim holds before another node may take the row over.
+        screen: checks the claimed MTs in the same transaction; those it names are
+            ``cancelled`` with its reason and not returned.
 
     Returns:
         The claimed MTs, in claim order.
@@ -308,7 +331,14 @@ def claim_due(conn: Connection, *, node: str, now: float, limit: int, lease: flo
     pending: dict[int, list[int]] = {i: [] for i in ids}
     for mt_id, index in conn.execute(_SELECT_PENDING, {"b_ids": ids}):
         pending[int(mt_id)].append(int(index))
-    return [ClaimedMt.from_row(by_id[i], tuple(pending[i])) for i in ids]
+    claimed = [ClaimedMt.from_row(by_id[i], tuple(pending[i])) for i in ids]
+    if screen is None:
+        return claimed
+    cancelled = screen(conn, claimed, now)
+    if not cancelled:
+        return claimed
+    conn.execute(_CANCEL, [{"b_mt_id": mt_id, "b_error": reason, "b_now": now} for mt_id, reason in cancelled.items()])
+    return [mt for mt in claimed if mt.id not in cancelled]
 
 
 # -- outcomes --------------------------------------------------------------------------------

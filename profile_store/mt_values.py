@@ -26,7 +26,9 @@ class MtRequest:
         priority: 0 for a reply to a subscriber's MO; larger values go later (10 = bulk).
         registered_delivery: ask the SMSC for a delivery receipt.
         in_reply_to: the ``mo_messages.id`` this MT answers.
-        campaign: the campaign that sends it, for reports.
+        campaign: the campaign that sends it, for reports and for the consent check.
+        kind: what the MT is to the privacy policy (``schema.MT_KINDS``); None means
+            "response" for an MT with ``in_reply_to``, else "marketing".
     """
 
     msisdn: str
@@ -38,6 +40,14 @@ class MtRequest:
     registered_delivery: bool = True
     in_reply_to: int | None = None
     campaign: str | None = None
+    kind: str | None = None
+
+    @property
+    def resolved_kind(self) -> str:
+        """``kind``, or what it defaults to."""
+        if self.kind is not None:
+            return self.kind
+        return "response" if self.in_reply_to is not None else "marketing"
 
 
 @attrs.frozen(kw_only=True)
@@ -65,6 +75,7 @@ class StoredMt:
     claim_expires_at: float | None
     created_at: float
     updated_at: float
+    kind: str = "response"
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "StoredMt":
@@ -88,6 +99,7 @@ class StoredMt:
             in_reply_to=row["in_reply_to"],
             campaign=row["campaign"],
             claimed_by=row["claimed_by"],
+            kind=str(row.get("kind") or "response"),
             claim_expires_at=None if row["claim_expires_at"] is None else float(row["claim_expires_at"]),
             created_at=float(row["created_at"]),
             updated_at=float(row["updated_at"]),
@@ -149,6 +161,11 @@ class ClaimedMt:
     attempts: int
     pending_parts: tuple[int, ...]
     claim_expires_at: float
+    #: What the MT is to the privacy policy, and the campaign that sends it (checked against
+    #: the subscriber's consent when claimed).
+    kind: str = "response"
+    campaign: str | None = None
+    subscriber_id: int = 0
 
     @property
     def destination_addr(self) -> str:
@@ -172,6 +189,9 @@ class ClaimedMt:
             attempts=int(row["attempts"]),
             pending_parts=pending_parts,
             claim_expires_at=float(row["claim_expires_at"]),
+            kind=str(row.get("kind") or "response"),
+            campaign=row.get("campaign"),
+            subscriber_id=int(row.get("subscriber_id") or 0),
         )
 
 
