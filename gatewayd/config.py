@@ -52,6 +52,7 @@ __all__ = [
     "ShortCodeConfig",
     "MetricsConfig",
     "ControlConfig",
+    "PrivacyConfig",
     "GatewayConfig",
     "load_config",
     "default_config",
@@ -561,10 +562,14 @@ class KeywordsConfig:
     start: tuple[str, ...] = _setting(_Words(), ("START",), converter=_to_tuple)
     #: Words answered with the short code's help text.
     help: tuple[str, ...] = _setting(_Words(), ("HELP",), converter=_to_tuple)
+    #: Words that confirm a pending marketing opt-in (sheets with ``opt_in = "confirmed"``).
+    yes: tuple[str, ...] = _setting(_Words(), ("YES",), converter=_to_tuple)
+    #: Words answered with a summary of what is held about the sender.
+    mydata: tuple[str, ...] = _setting(_Words(), ("MYDATA",), converter=_to_tuple)
 
     def __attrs_post_init__(self) -> None:
         problems, owner = [], {}
-        for key in ("stop", "start", "help"):
+        for key in ("stop", "start", "help", "yes", "mydata"):
             for word in getattr(self, key):
                 other = owner.setdefault(fold(word), key)
                 if other != key:
@@ -576,7 +581,7 @@ class KeywordsConfig:
         """These words as the routing table takes them."""
         from routing.table import GlobalKeywords
 
-        return GlobalKeywords(stop=self.stop, start=self.start, help=self.help)
+        return GlobalKeywords(stop=self.stop, start=self.start, help=self.help, extra={"yes": self.yes, "mydata": self.mydata})
 
 
 def _default_help(config: ShortCodeConfig) -> str:
@@ -589,6 +594,14 @@ def _default_stop_reply(config: ShortCodeConfig) -> str:
 
 def _default_start_reply(config: ShortCodeConfig) -> str:
     return f"You are subscribed to {config.code} again. Text STOP to unsubscribe."
+
+
+def _default_confirm_reply(config: ShortCodeConfig) -> str:
+    return f"Thank you, your subscription on {config.code} is confirmed. Text STOP to unsubscribe."
+
+
+def _default_nothing_to_confirm(config: ShortCodeConfig) -> str:
+    return f"There is nothing to confirm on {config.code}. Text HELP for help."
 
 
 _REPLY = _Str(1, 1000)
@@ -615,6 +628,10 @@ class ShortCodeConfig:
     stop_reply: str = _setting(_REPLY, attrs.Factory(_default_stop_reply, takes_self=True))
     #: The confirmation of an opt-in.
     start_reply: str = _setting(_REPLY, attrs.Factory(_default_start_reply, takes_self=True))
+    #: The reply to a YES that confirms a pending marketing opt-in.
+    confirm_reply: str = _setting(_REPLY, attrs.Factory(_default_confirm_reply, takes_self=True))
+    #: The reply to a YES with nothing pending.
+    nothing_to_confirm_reply: str = _setting(_REPLY, attrs.Factory(_default_nothing_to_confirm, takes_self=True))
 
     def rule(self) -> ShortCodeRule:
         """This short code as the routing table takes it."""
@@ -666,6 +683,19 @@ class ControlConfig:
     socket: Path | None = _setting(_PathCheck(), None)
 
 
+@attrs.frozen(kw_only=True)
+class PrivacyConfig:
+    """Where the privacy policy and the privacy key are, and how often obligations run (``[privacy]``)."""
+
+    #: The policy file; default ``policy.toml`` beside the configuration file. Relative to the file.
+    policy_file: Path | None = _setting(_PathCheck(), None)
+    #: The secret key of the number hashes and pseudonyms; default ``privacy.key`` in
+    #: ``state_dir``, created (0600) when missing. Nodes sharing a database need the same key.
+    key_file: Path | None = _setting(_PathCheck(), None)
+    #: Seconds between runs of the scheduled obligations (idle erasure); 0 turns them off.
+    obligations_interval: float = _setting(_Number(ge=0), 3600.0)
+
+
 def _default_node() -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
     return name or "gatewayd"
@@ -711,6 +741,23 @@ class GatewayConfig:
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     #: The control socket.
     control: ControlConfig = attrs.field(factory=ControlConfig)
+    #: The privacy policy and key.
+    privacy: PrivacyConfig = attrs.field(factory=PrivacyConfig)
+
+    @property
+    def policy_path(self) -> Path:
+        """The privacy policy file: ``[privacy] policy_file``, else ``policy.toml`` beside the
+        configuration file (``conf/policy.toml`` under the current directory without one)."""
+        if self.privacy.policy_file is not None:
+            return self.privacy.policy_file
+        if self.path is not None:
+            return self.path.parent / "policy.toml"
+        return Path(os.path.abspath("conf/policy.toml"))
+
+    @property
+    def key_path(self) -> Path:
+        """The privacy key file: ``[privacy] key_file``, else ``state_dir/privacy.key``."""
+        return self.privacy.key_file if self.privacy.key_file is not None else self.state_dir / "privacy.key"
 
     @property
     def control_socket(self) -> Path | None:
@@ -759,6 +806,7 @@ _TABLES: dict[str, type] = {
     "short_code": ShortCodeConfig,
     "metrics": MetricsConfig,
     "control": ControlConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -930,6 +978,7 @@ class _Loader:
         short_codes = self.short_codes(data.get("short_code", []))
         metrics = self.section(MetricsConfig, data, "metrics")
         control = self.section(ControlConfig, data, "control")
+        privacy = self.section(PrivacyConfig, data, "privacy")
         if simulator is not None and simulator.enabled is False and not ({"smsc", "outbind"} & data.keys()):
             self.problem(
                 "simulator",
@@ -952,6 +1001,7 @@ class _Loader:
             short_codes=tuple(short_codes),
             metrics=metrics,
             control=control,
+            privacy=privacy,
         )
 
 

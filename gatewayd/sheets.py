@@ -20,6 +20,9 @@ Files are read in file-name order; other files, and files whose name starts with
     response = "Thanks! Your vote for {choice} is counted."      # optional; the main reply
     closed_response = "Voting is closed."                          # optional; outside the window
     not_understood = "Text VOTE and a team code, e.g. VOTE GRE."   # optional; unusable arguments
+    opt_in = "single"                  # optional; how joining an alerts list grants marketing
+                                       #   consent: "single" (at once) or "confirmed" (after YES)
+    opt_in_request = "Reply YES to get alerts from {campaign}."    # optional; the YES request
 
     [responses]                        # optional; more named reply templates for the module
     already_voted = "You have voted already."
@@ -146,6 +149,10 @@ class CampaignSheet:
     responses: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_mapping)
     #: The ``[settings]`` table, validated: an instance of the module's ``Settings``.
     settings: Any = None
+    #: "single": subscribing grants marketing consent at once; "confirmed": after a YES.
+    opt_in: str = "single"
+    #: The request for that YES (``{campaign}`` is the sheet's name).
+    opt_in_request: str = "Reply YES to confirm you want messages from {campaign}. Text STOP to opt out."
 
     def info(self) -> CampaignInfo:
         """The parts of the sheet the module sees; ``responses`` has "closed" and
@@ -250,6 +257,8 @@ _KEYS: dict[str, _Check | None] = {
     "response": _TEXT,
     "closed_response": _TEXT,
     "not_understood": _TEXT,
+    "opt_in": _Choice(("single", "confirmed")),
+    "opt_in_request": _TEXT,
     "responses": None,
     "settings": None,
 }
@@ -357,6 +366,8 @@ def read_sheet(path: Path, registry: ModuleRegistry) -> tuple[CampaignSheet | No
         not_understood=values.get("not_understood"),
         responses=responses,
         settings=settings,
+        opt_in=values.get("opt_in", "single"),
+        opt_in_request=values.get("opt_in_request", CampaignSheet.__attrs_attrs__.opt_in_request.default),
     )
     try:
         sheet.rule()

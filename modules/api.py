@@ -37,6 +37,7 @@ __all__ = [
     "CampaignInfo",
     "CampaignModule",
     "ClaimCoupon",
+    "Declare",
     "EndSession",
     "Message",
     "ModuleContext",
@@ -214,6 +215,20 @@ class RecordFact:
 
     object: str
     attitude: str
+    #: The attitude is the subscriber's own words (an opinion), which the privacy policy
+    #: treats as ``free_text`` rather than ``profile`` data.
+    free_text: bool = False
+
+
+@attrs.frozen
+class Declare:
+    """Keep an attribute the subscriber declared about themselves (``Declare("age_band",
+    "14-17")``). The engine keeps the latest value of each attribute; an age, age band or
+    birth year showing the subscriber is under the policy's minimum age stops the gateway
+    operating for them."""
+
+    name: str
+    value: str
 
 
 @attrs.frozen
@@ -267,7 +282,19 @@ class EndSession:
     """Close the sender's session with this campaign."""
 
 
-Action = Reply | SetState | Record | RecordFact | ClaimCoupon | RedeemCoupon | Subscribe | Unsubscribe | OpenSession | EndSession
+Action = (
+    Reply
+    | SetState
+    | Record
+    | RecordFact
+    | Declare
+    | ClaimCoupon
+    | RedeemCoupon
+    | Subscribe
+    | Unsubscribe
+    | OpenSession
+    | EndSession
+)
 
 
 def _actions(actions: Iterable[Action]) -> tuple[Action, ...]:

@@ -94,7 +94,7 @@ class OpinionModule:
             return module_result([OpenSession(settings.session_timeout), Reply(template, {"min_length": settings.min_length})])
         actions: list[Any] = [
             Record("opinion", "received"),
-            RecordFact(object="opinion", attitude=text[: settings.max_length].rstrip()),
+            RecordFact(object="opinion", attitude=text[: settings.max_length].rstrip(), free_text=True),
         ]
         if message.via_session or ctx.subscriber.in_session:
             actions.append(EndSession())

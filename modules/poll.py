@@ -32,7 +32,10 @@ Settings:
     ``session_timeout`` (seconds of silence before the session closes, 1 to 86400,
     default 600); ``allow_repeat`` (a finished subscriber may start again, default false;
     the new answers replace the old ones); ``option_labels`` (``"numbers"`` or
-    ``"letters"``, default ``"numbers"``).
+    ``"letters"``, default ``"numbers"``). A question may name an attribute in ``declares``
+    (``declares = "age_band"``): the chosen option is then also kept as that declared
+    attribute of the subscriber, which the privacy policy governs (an age band under the
+    policy's minimum age stops the gateway operating for the subscriber).
 
 Texts (``response`` and ``[responses]``):
     ``question`` — each question; default "Q{number}/{count}: {question} {options}".
@@ -52,6 +55,7 @@ subscriber counts once per question; ``Record("completed", "poll", replace=True)
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import attrs
@@ -74,7 +78,7 @@ from modules._common import (
     totals_of,
     validator,
 )
-from modules.api import EndSession, Message, ModuleContext, ModuleResult, OpenSession, Record, Reply, SetState, Total
+from modules.api import Declare, EndSession, Message, ModuleContext, ModuleResult, OpenSession, Record, Reply, SetState, Total
 
 __all__ = ["PollModule", "PollSettings", "Question"]
 
@@ -83,12 +87,22 @@ INVALID_ANSWER = "Sorry, please reply with {range} or the text of an option. " +
 ALREADY_DONE = "You have already taken part in this poll, thank you!"
 
 
+_ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _attribute_name(_instance: Any, _attribute: Any, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not _ATTRIBUTE.fullmatch(value)):
+        raise ValueError(f"expected an attribute name of lower-case letters, digits and _ such as 'age_band', got {value!r}")
+
+
 @attrs.frozen
 class Question:
     """One multiple-choice question of a poll."""
 
     text: str = attrs.field(validator=validator(check_text, max_length=320))
     options: tuple[str, ...] = attrs.field(validator=validator(check_options))
+    #: The declared attribute the answer gives ("age_band"), None for none.
+    declares: str | None = attrs.field(default=None, validator=_attribute_name)
 
 
 @attrs.frozen
@@ -144,14 +158,16 @@ class PollModule:
         chosen = match_option(message.args, question.options)
         if chosen is None:
             return self._ask(ctx, current, [], ctx.campaign.text("invalid_answer", INVALID_ANSWER))
-        record = Record(f"q{current + 1}", question.options[chosen], replace=True)
+        record: list[Any] = [Record(f"q{current + 1}", question.options[chosen], replace=True)]
+        if question.declares:
+            record.append(Declare(question.declares, question.options[chosen]))
         following = current + 1
         if following < len(settings.questions):
-            return self._ask(ctx, following, [record, SetState({"q": following})])
+            return self._ask(ctx, following, [*record, SetState({"q": following})])
         template = ctx.campaign.response or RESPONSE
         return module_result(
             [
-                record,
+                *record,
                 Record("completed", "poll", replace=True),
                 SetState({"done": True}),
                 EndSession(),

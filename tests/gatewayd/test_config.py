@@ -745,7 +745,7 @@ class TestCampaignSettings:
         """The keywords and short codes convert to the routing table's values."""
         doc = {"keywords": {"help": ["INFO"]}, "short_code": [{"code": "4160", "default_campaign": "vote"}, {"code": "80888"}]}
         cfg = load_doc(tmp_path, doc)
-        assert cfg.keywords.global_keywords() == GlobalKeywords(help=("INFO",))
+        assert cfg.keywords.global_keywords() == GlobalKeywords(help=("INFO",), extra={"yes": ("YES",), "mydata": ("MYDATA",)})
         assert cfg.short_code_rules() == (ShortCodeRule("4160", "vote"), ShortCodeRule("80888", None))
 
     def test_absolute_campaigns_dir(self, tmp_path: Path) -> None:

@@ -15,14 +15,14 @@ from tests.modules.support import Conversation, campaign, context, mo
         (
             "Great show!",
             False,
-            (Record("opinion", "received"), RecordFact("opinion", "Great show!"), Reply("Thank you, your opinion has been received.")),
+            (Record("opinion", "received"), RecordFact("opinion", "Great show!", free_text=True), Reply("Thank you, your opinion has been received.")),
         ),
         (
             "  loved {it}  ",
             True,
             (
                 Record("opinion", "received"),
-                RecordFact("opinion", "loved {it}"),
+                RecordFact("opinion", "loved {it}", free_text=True),
                 EndSession(),
                 Reply("Thank you, your opinion has been received."),
             ),
@@ -30,7 +30,7 @@ from tests.modules.support import Conversation, campaign, context, mo
         ("", False, (OpenSession(600.0), Reply("What do you think? Reply with your opinion."))),
         ("   ", True, (OpenSession(600.0), Reply("What do you think? Reply with your opinion."))),
         ("ok", False, (OpenSession(600.0), Reply("Your message is too short. Please send at least {min_length} characters.", {"min_length": 3}))),
-        ("This is far too long", False, (Record("opinion", "received"), RecordFact("opinion", "This is far"), Reply("Thank you, your opinion has been received."))),
+        ("This is far too long", False, (Record("opinion", "received"), RecordFact("opinion", "This is far", free_text=True), Reply("Thank you, your opinion has been received."))),
     ],
 )
 def test_opinion_flow(args: str, via_session: bool, actions: tuple[object, ...]) -> None:
@@ -46,7 +46,7 @@ def test_ask_then_answer_through_the_session() -> None:
     assert conversation.in_session and conversation.session_until == 1060.0
     assert conversation.say("Too many ads") == "Merci!"
     assert not conversation.in_session
-    assert conversation.results[-1].actions[1] == RecordFact("opinion", "Too many ads")
+    assert conversation.results[-1].actions[1] == RecordFact("opinion", "Too many ads", free_text=True)
 
 
 def test_the_opinion_is_never_rendered_into_a_reply() -> None:
