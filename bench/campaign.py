@@ -236,11 +236,27 @@ async def progressing(counter: Callable[[], int], finished: Callable[[], bool], 
             raise RuntimeError(f"no {what} for {STALL_TIMEOUT:.0f} s ({last:,} so far)")
 
 
+#: The vote's owner may answer its voters and keep their votes (the least a vote needs).
+POLICY = """
+[[data_user]]
+name = "Bench"
+[[data_user.rule]]
+operations = ["read"]
+categories = ["contact"]
+purposes = ["response"]
+[[data_user.rule]]
+operations = ["read", "write"]
+categories = ["participation", "profile"]
+purposes = ["response"]
+"""
+
+
 def start_gateway(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     campaigns = tmp / "campaigns.d"
     campaigns.mkdir()
     choices = ", ".join(f'{code} = "{label}"' for code, label in CHOICES.items())
     (campaigns / "vote.toml").write_text(SHEET.format(short_code=SHORT_CODE, choices=choices), encoding="utf-8")
+    (tmp / "policy.toml").write_text(POLICY, encoding="utf-8")
     state = tmp / "state"
     config = tmp / "gatewayd.toml"
     config.write_text(CONFIG.format(state=state, campaigns=campaigns, port=port, short_code=SHORT_CODE), encoding="utf-8")

@@ -32,6 +32,7 @@ import trio
 
 from gatewayd.binds import SmscLink
 from gatewayd.campaigns import Campaigns
+from gatewayd.privacy import read_policy, run_obligations
 from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
 from gatewayd.dispatch import Decision, Dispatcher, MoProcessor
 from gatewayd.ingest import Ingest, StoreAccept
@@ -178,6 +179,9 @@ class Gateway:
             return False
         try:
             new = await trio.to_thread.run_sync(load_config, self.config.path)
+            if self.campaigns is not None:
+                # The policy is part of the configuration: an invalid one fails the reload.
+                await trio.to_thread.run_sync(read_policy, new)
         except ConfigError as exc:
             log.error("config_reload_failed", file=str(self.config.path), problems=[str(p) for p in exc.problems])
             self._reload_outcome(False, [str(p) for p in exc.problems])
@@ -268,6 +272,21 @@ class Gateway:
                 log.warning("mo_reassembly_expired", mo_id=mo.id, parts=mo.parts, smsc=mo.smsc)
                 self.dispatcher.submit(mo)
 
+    async def _run_obligations(self) -> None:
+        """Run the privacy obligations at start and then every ``obligations_interval`` seconds."""
+        assert self.store is not None and self.campaigns is not None
+        while True:
+            interval = self.config.privacy.obligations_interval
+            privacy = self.campaigns.privacy
+            if interval <= 0:
+                return
+            if privacy is not None:
+                try:
+                    await run_obligations(self.store, privacy, time.time())
+                except StoreUnavailable as exc:
+                    log.warning("obligation_failed", obligation="erase_idle", error=str(exc))
+            await trio.sleep(interval)
+
     async def _feed_demo(self, simulator: SmscSimulator) -> None:
         rate = self.config.simulator.demo_mo_per_second
         if rate <= 0 and self.config.simulator.mo_file is None:
@@ -314,6 +333,7 @@ async def serve(
     gateway.outbox = Outbox(store, gateway.links, node=config.node, max_attempts=config.store.mt_max_attempts)
     if processor is None:
         gateway.campaigns = Campaigns(store, config)
+        gateway.outbox.screen = gateway.campaigns.screen
     gateway.dispatcher = Dispatcher(store, processor or _not_ready, on_enqueued=gateway.outbox.wake)
     gateway.ingest.accept = StoreAccept(
         store,
@@ -329,6 +349,7 @@ async def serve(
                 assert gateway.campaigns.engine is not None
                 gateway.dispatcher.processor = gateway.campaigns.engine
                 root.start_soon(gateway.campaigns.watch, root)
+                root.start_soon(gateway._run_obligations)
             if handle_signals:
                 await root.start(gateway._watch_signals)
             await root.start(gateway.dispatcher.run)

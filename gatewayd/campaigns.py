@@ -19,12 +19,16 @@ import sqlalchemy as sa
 import structlog
 import trio
 
-from gatewayd.config import GatewayConfig
+from gatewayd.config import ConfigError, GatewayConfig
 from gatewayd.engine import CampaignEngine
 from gatewayd.plugins import ModuleRegistry, find_modules
+from gatewayd.privacy import Privacy, PrivacyKeys, audit_config, load_key, read_policy
 from gatewayd.sheets import CampaignSet, LoadedCampaign, load_campaigns, watch_campaigns
+from permissions import CampaignRef, Policy
+from permissions.policy_file import check_owners
 from profile_store.campaigns import CampaignRow, ensure_campaigns, fill_coupon_pool
 from profile_store.db import Store, StoreUnavailable
+from profile_store.schema import campaigns as campaigns_table
 
 __all__ = ["Campaigns", "coupon_codes", "register_campaigns"]
 
@@ -54,15 +58,29 @@ def coupon_codes(campaign: LoadedCampaign) -> tuple[str, ...] | None:
 
 
 def register_campaigns(
-    conn: sa.Connection, rows: Sequence[CampaignRow], pools: dict[str, tuple[str, ...]], now: float
+    conn: sa.Connection,
+    rows: Sequence[CampaignRow],
+    pools: dict[str, tuple[str, ...]],
+    now: float,
+    policy: Policy | None = None,
+    what: str = "load",
 ) -> dict[str, int]:
-    """The store unit of a load: a row per campaign, coupon pools topped up; returns the ids by name."""
+    """The store unit of a load: a row per campaign, coupon pools topped up, the load audited
+    (with ``policy``); returns the ids by name."""
     ids = ensure_campaigns(conn, rows, now)
     for name, codes in pools.items():
         added = fill_coupon_pool(conn, ids[name], codes)
         if added:
             log.info("coupon_pool_filled", campaign=name, added=added, size=len(codes))
+    if policy is not None:
+        audit_config(conn, now, policy, len(rows), what)
     return ids
+
+
+def campaign_refs(conn: sa.Connection) -> dict[str, CampaignRef]:
+    """Every campaign with a row, as consent sees it (name, owner, short code)."""
+    rows = conn.execute(sa.select(campaigns_table.c.name, campaigns_table.c.owner, campaigns_table.c.short_code))
+    return {name: CampaignRef(name, owner, code) for name, owner, code in rows}
 
 
 @attrs.define
@@ -74,18 +92,23 @@ class Campaigns:
     registry: ModuleRegistry = attrs.field(factory=lambda: find_modules())
     engine: CampaignEngine | None = None
     current: CampaignSet | None = None
+    #: The policy in force and the keys (None until the first load).
+    privacy: Privacy | None = None
     _lock: trio.Lock = attrs.Factory(trio.Lock)
 
     async def load(self, config: GatewayConfig | None = None) -> CampaignSet:
-        """Read the sheets and put them in force (the first load, or a reload).
+        """Read the privacy policy and the sheets and put them in force (the first load, or a reload).
 
         Raises:
+            ConfigError: the policy file, or the privacy key, is not usable; the previous
+                policy and campaigns stay.
             StoreUnavailable: the campaigns could not be recorded; the previous ones stay.
         """
         async with self._lock:
-            if config is not None:
-                self.config = config
-            config = self.config
+            config = config if config is not None else self.config
+            policy = await trio.to_thread.run_sync(read_policy, config)
+            keys = self.privacy.keys if self.privacy is not None else PrivacyKeys.derive(await trio.to_thread.run_sync(load_key, config.key_path))
+            self.config = config
             previous = self.current
             new = await trio.to_thread.run_sync(
                 lambda: load_campaigns(
@@ -100,13 +123,24 @@ class Campaigns:
             rows = [
                 CampaignRow(c.sheet.name, c.sheet.owner, c.sheet.module, c.sheet.short_code) for c in new.campaigns.values()
             ]
-            ids = await self.store.write(register_campaigns, rows, pools, time.time())
+            what = "load" if self.current is None else "reload"
+            ids = await self.store.write(register_campaigns, rows, pools, time.time(), policy, what)
+            refs = await self.store.read(campaign_refs)
+            privacy = Privacy(policy, keys, refs)
+            for problem in check_owners(policy, {n: c.sheet.owner for n, c in new.campaigns.items()}, {n: str(c.sheet.path) for n, c in new.campaigns.items()}):
+                log.error("campaign_owner_unknown", problem=str(problem))
             if self.engine is None:
-                self.engine = CampaignEngine(new, ids, config)
+                self.engine = CampaignEngine(new, ids, config, privacy)
             else:
-                self.engine.swap(new, ids, config)
+                self.engine.swap(new, ids, config, privacy)
+            self.privacy = privacy
             self.current = new
             return new
+
+    def screen(self, conn: sa.Connection, mts: list[Any], now: float) -> dict[int, str]:
+        """The outbox's consent check, with the policy in force (nothing is held back before the first load)."""
+        privacy = self.privacy
+        return {} if privacy is None else privacy.screen(conn, mts, now)
 
     @staticmethod
     def _pools(campaigns: CampaignSet) -> dict[str, tuple[str, ...]]:
@@ -127,6 +161,9 @@ class Campaigns:
             await self.load(config)
         except StoreUnavailable as exc:
             log.error("campaigns_reload_failed", error=str(exc))
+            return False
+        except ConfigError as exc:
+            log.error("policy_reload_failed", problems=[str(p) for p in exc.problems])
             return False
         return True
 

@@ -1,4 +1,4 @@
-"""The ``gatewayd`` command: ``run``, ``check-config``, ``smsc-sim``, ``db``, and ``status``, ``reload``, ``drain``.
+"""The ``gatewayd`` command: ``run``, ``check-config``, ``smsc-sim``, ``db``, ``report``, ``subject``, ``audit``, and ``status``, ``reload``, ``drain``.
 
 Exit codes: 0 on success (including a drained shutdown after SIGTERM), 1 when the
 configuration is invalid, 2 for a usage error. ``db upgrade`` and ``db current`` also exit 1
@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import structlog
 import trio
@@ -77,6 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
 
+    subject = sub.add_parser("subject", help="a subscriber's rights: export or erase what is held about them")
+    subject_sub = subject.add_subparsers(dest="subject_command", required=True)
+    export = subject_sub.add_parser("export", help="write everything held about a number as JSON")
+    export.add_argument("number", help="the subscriber's number, e.g. +306912345678")
+    export.add_argument("--out", type=Path, default=None, help="file to write (mode 0600; default: stdout)")
+    export.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+    erase = subject_sub.add_parser("erase", help="erase everything held about a number, keeping only its opt-outs")
+    erase.add_argument("number", help="the subscriber's number, e.g. +306912345678")
+    erase.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain; name the first broken entry")
+    verify.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+
     sim = sub.add_parser("smsc-sim", help="run the bundled SMSC simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=2775)
@@ -113,6 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = _load(args.config)
         return 1 if config is None else report_command(config, args.campaign, args.format)
+    if args.command in ("subject", "audit"):
+        from gatewayd import subject as rights
+
+        config = _load(args.config)
+        if config is None:
+            return 1
+        if args.command == "audit":
+            return rights.audit_verify_command(config)
+        if args.subject_command == "export":
+            return rights.subject_export_command(config, args.number, args.out)
+        return rights.subject_erase_command(config, args.number)
     return _run(args.config)
 
 
@@ -139,12 +165,37 @@ def _check_config(path: Path | None) -> int:
             print(problem, file=sys.stderr)
         return 1
     # Every sheet is valid now, so each one reads into a campaign.
-    sheets = [read_sheet(file, registry)[0] for file in sheet_files(config.campaigns_dir)]
-    names = [sheet.name for sheet in sheets if sheet is not None]
+    sheets = [sheet for sheet in (read_sheet(file, registry)[0] for file in sheet_files(config.campaigns_dir)) if sheet is not None]
+    policy_note = _check_policy(config, sheets)
+    if policy_note is None:
+        return 1
+    names = [sheet.name for sheet in sheets]
     campaigns = f"{len(names)} campaign(s): {', '.join(names)}" if names else "no campaigns"
     where = str(config.path) if config.path else "built-in defaults"
-    print(f"{where}: OK ({len(config.smscs)} SMSC(s){', simulator' if config.simulator_active else ''}; {campaigns})")
+    print(f"{where}: OK ({len(config.smscs)} SMSC(s){', simulator' if config.simulator_active else ''}; {campaigns}; {policy_note})")
     return 0
+
+
+def _check_policy(config: GatewayConfig, sheets: list[Any]) -> str | None:
+    """Validate the privacy policy and the sheets' owners against it; None after printing problems."""
+    from permissions.policy_file import check_owners, load_policy
+
+    path = config.policy_path
+    if not path.exists():
+        if sheets:
+            print(f"{path}: file not found; without a privacy policy every campaign's use of personal data is refused", file=sys.stderr)
+            return None
+        return "no privacy policy"
+    try:
+        policy = load_policy(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+    problems = check_owners(policy, {s.name: s.owner for s in sheets}, {s.name: str(s.path) for s in sheets})
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return None if problems else f"policy {path.name}: {len(policy.data_users)} data user(s)"
 
 
 def _run(path: Path | None) -> int:
@@ -158,6 +209,11 @@ def _run(path: Path | None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         trio.run(serve, config)
+    except ConfigError as exc:
+        # The privacy policy or key, read once the store is open.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
     except StoreError as exc:
         # Raised before anything started: the database is unreachable or its schema does not match.
         print(f"gatewayd: {exc}", file=sys.stderr)

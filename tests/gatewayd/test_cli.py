@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.policy_fixtures import write_open_policy
+
 from gatewayd.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,10 +81,25 @@ def _campaign_config(tmp_path: Path, sheets: dict[str, str], extra: str = "") ->
 def test_check_config_lists_the_valid_campaigns(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_modules: None) -> None:
     """Valid sheets: exit 0, and the OK line names the campaigns; a broken module nobody uses is only a warning."""
     config = _campaign_config(tmp_path, {"vote.toml": SHEET, "quiz.toml": SHEET.replace('"vote"', '"quiz"', 1).replace('["VOTE", "ΨΗΦΟΣ"]', '["QUIZ"]')})
+    write_open_policy(tmp_path, ["Channel 5 Interactive"])
     assert main(["check-config", "--config", str(config)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{config}: OK (0 SMSC(s), simulator; 2 campaign(s): quiz, vote)\n"
+    assert out == f"{config}: OK (0 SMSC(s), simulator; 2 campaign(s): quiz, vote; policy policy.toml: 1 data user(s))\n"
     assert err.startswith("warning: module 'broken' cannot be used: cannot import")
+
+
+def test_check_config_wants_a_policy_naming_every_owner(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_modules: None) -> None:
+    """Campaigns without a policy file, with an owner the policy lacks, or with an invalid policy: exit 1 and say why."""
+    config = _campaign_config(tmp_path, {"vote.toml": SHEET})
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "policy.toml: file not found" in capsys.readouterr().err
+    write_open_policy(tmp_path, ["Channel 5"])
+    assert main(["check-config", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "owner 'Channel 5 Interactive' is not a data user" in err and "vote.toml" in err
+    (tmp_path / "policy.toml").write_text("[obligations]\nminimum_age = 'fourteen'\n")
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "minimum_age" in capsys.readouterr().err
 
 
 def test_check_config_without_campaigns(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_modules: None) -> None:

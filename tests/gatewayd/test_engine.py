@@ -20,6 +20,7 @@ from profile_store.campaigns import record_totals
 from profile_store.db import Store
 from profile_store.mo import MoPartIn, store_mo_part
 from profile_store.values import StoredMo
+from tests.policy_fixtures import write_open_policy
 
 VOTE = """
 name = "final-vote"
@@ -137,13 +138,23 @@ class Harness:
         return await self.replies(outcome)
 
 
-async def _harness(tmp_path: Path, store: Store, store_url: str, sheets: dict[str, str], registry: ModuleRegistry | None = None) -> Harness:
+async def _harness(
+    tmp_path: Path,
+    store: Store,
+    store_url: str,
+    sheets: dict[str, str],
+    registry: ModuleRegistry | None = None,
+    *,
+    gateway_extra: str = "",
+) -> Harness:
     directory = tmp_path / "campaigns.d"
     directory.mkdir()
     for name, text in sheets.items():
         (directory / name).write_text(textwrap.dedent(text), encoding="utf-8")
     path = tmp_path / "gatewayd.toml"
-    path.write_text(GATEWAY.format(state=tmp_path / "state", campaigns=directory, url=store_url))
+    path.write_text(GATEWAY.format(state=tmp_path / "state", campaigns=directory, url=store_url) + gateway_extra)
+    if not (tmp_path / "policy.toml").exists():
+        write_open_policy(tmp_path, ["Channel 5", "Radio 1", "Acme"])
     config = load_config(path)
     campaigns = Campaigns(store, config, registry=registry or find_modules(quiet=True))
     await campaigns.load()
@@ -187,11 +198,13 @@ async def test_two_mos_of_one_subscriber_in_one_batch_see_each_others_effects(ha
 
 
 async def test_stop_ends_the_session_and_help_answers_anyone(harness: Harness) -> None:
-    """STOP is answered and closes the open session; HELP gets the short code's help text."""
+    """STOP is answered and closes the open session; after it the short code sends nothing
+    but keyword replies; HELP gets the short code's help text, opted out or not."""
     await harness.ask("+306900000005", "QUIZ")
     stop = await harness.ask("+306900000005", "stop")
     assert len(stop) == 1 and "4160" in stop[0]
-    assert await harness.ask("+306900000005", "Athens") == ["Sorry, we did not understand. Text HELP."]
+    assert await harness.ask("+306900000005", "Athens") == []
+    assert await harness.ask("+306900000005", "help") == ["4160: text VOTE, QUIZ or WIN. STOP to end."]
     assert await harness.ask("+306900000099", "help") == ["4160: text VOTE, QUIZ or WIN. STOP to end."]
 
 

@@ -34,6 +34,7 @@ from gatewayd.smpp.text import decode_short_message
 from gatewayd.smpp.udh import concat_info
 from profile_store.campaigns import record_totals
 from profile_store.mt import outbox_counts
+from tests.policy_fixtures import write_open_policy
 
 SHORT_CODE = "4160"
 SUBSCRIBERS = 300
@@ -423,6 +424,7 @@ def _write_setup(tmp_path: Path, port: int) -> GatewayConfig:
     sheets = {"vote.toml": VOTE, "quiz.toml": QUIZ, "coupon.toml": COUPON.format(codes_file=codes_file, pool=POOL)}
     for name, text in sheets.items():
         (campaigns / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    write_open_policy(tmp_path, ["Channel 5 Interactive", "Radio 1", "Acme Tickets"])
     path = tmp_path / "gatewayd.toml"
     path.write_text(
         GATEWAY.format(

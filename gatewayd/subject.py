@@ -1,0 +1,161 @@
+"""Subject rights and the audit trail from the command line.
+
+* ``gatewayd subject export NUMBER [--out FILE]``: everything held about one subscriber, as
+  JSON (access and portability). The export is audited.
+* ``gatewayd subject erase NUMBER``: erase everything held about one subscriber, keeping only
+  the opt-outs they still need (under a keyed hash of the number). Audited.
+* ``gatewayd audit verify``: check the hash chain of the audit log; name the first entry that
+  was changed, removed or inserted.
+
+They open the store directly (the daemon may be running: on SQLite the writes wait for its
+writer, on PostgreSQL they are ordinary transactions). The number is given in any form the
+store accepts ("+306912345678", "00306912345678"; a national number with ``[store]
+default_region``); it is never printed back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from gatewayd.config import ConfigError, GatewayConfig
+from gatewayd.privacy import PrivacyKeys, has_standing_opt_out, load_key
+from permissions import AuditKind, AuditRecord, ConsentState, ErasurePlan, ErasureReason, keyed_number_hash, record_erasure
+from profile_store import privacy as records
+from profile_store.schema import subscribers
+from profile_store.subscribers import InvalidNumber, normalise_msisdn
+
+__all__ = ["audit_verify_command", "subject_erase_command", "subject_export_command"]
+
+
+def _with_store(config: GatewayConfig, work: Callable[[sa.Connection], int], *, write: bool) -> int:
+    """Run ``work`` in one transaction on the configured store; the exit status."""
+    from profile_store.db import StoreError, make_engine
+    from profile_store.migrate import check_schema
+
+    try:
+        check_schema(config.store.url, config.path)
+        engine = make_engine(config.store.url)
+        try:
+            with engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(writer=True)
+                with conn.begin():
+                    return work(conn)
+        finally:
+            engine.dispose()
+    except StoreError as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.SQLAlchemyError as exc:
+        print(f"gatewayd: the database failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _subject(config: GatewayConfig, number: str) -> tuple[str, str] | None:
+    """The number in E.164 and its keyed hash, or None after printing why not."""
+    try:
+        e164 = normalise_msisdn(number, default_region=config.store.default_region)
+    except InvalidNumber:
+        print("gatewayd: that is not a phone number", file=sys.stderr)
+        return None
+    try:
+        secret = load_key(config.key_path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+    return e164, keyed_number_hash(PrivacyKeys.derive(secret).number, e164)
+
+
+def _find(conn: sa.Connection, e164: str) -> int | None:
+    return conn.execute(sa.select(subscribers.c.id).where(subscribers.c.msisdn == e164)).scalar()
+
+
+def subject_export_command(config: GatewayConfig, number: str, out: Path | None) -> int:
+    """Write everything held about ``number`` as JSON to ``out`` (stdout when None); the exit status."""
+    found = _subject(config, number)
+    if found is None:
+        return 1
+    e164, number_hash = found
+
+    def work(conn: sa.Connection) -> int:
+        now = time.time()
+        sid = _find(conn, e164)
+        if sid is None:
+            ledger = records.load_consent(conn, [number_hash]).get(number_hash)
+            if ledger is None:
+                print("gatewayd: nothing is held about that number", file=sys.stderr)
+                return 1
+            data: dict[str, Any] = {"subscriber": None, "consent": [_event(e) for e in ledger.events], "exported_at": now}
+            subject = f"hash:{number_hash[:16]}"
+        else:
+            data = records.export_subscriber(conn, sid, number_hash, now)
+            subject = records.subject_ref(sid)
+        text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
+        if out is None:
+            print(text)
+        else:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            print(f"exported to {out}", file=sys.stderr)
+        records.append_audit(
+            conn, [AuditRecord(kind=AuditKind.EXPORT, at=now, who="gatewayd", subject=subject, operation="export", detail="subject access request")]
+        )
+        return 0
+
+    return _with_store(config, work, write=True)
+
+
+def _event(event: Any) -> dict[str, Any]:
+    from permissions import event_to_dict
+
+    return event_to_dict(event)
+
+
+def subject_erase_command(config: GatewayConfig, number: str) -> int:
+    """Erase everything held about ``number``, keeping the opt-outs it needs; the exit status."""
+    found = _subject(config, number)
+    if found is None:
+        return 1
+    e164, number_hash = found
+
+    def work(conn: sa.Connection) -> int:
+        now = time.time()
+        sid = _find(conn, e164)
+        if sid is None:
+            print("gatewayd: no subscriber with that number (opt-outs kept under its hash stay)", file=sys.stderr)
+            return 1
+        ledger = records.load_consent(conn, [number_hash]).get(number_hash, ConsentState.empty())
+        keep = has_standing_opt_out(ledger)
+        counts = records.erase_subscriber(conn, sid, number_hash, keep_opt_outs=keep)
+        plan = ErasurePlan(sid, keep, ErasureReason.SUBJECT_REQUEST)
+        records.append_audit(conn, [record_erasure(plan, at=now, subject=records.subject_ref(sid))])
+        removed = sum(counts.rows.values())
+        kept = f"; kept {counts.kept_opt_outs} opt-out(s) under the number's keyed hash" if counts.kept_opt_outs else ""
+        print(f"erased subscriber {sid}: {removed} rows{kept}")
+        return 0
+
+    return _with_store(config, work, write=True)
+
+
+def audit_verify_command(config: GatewayConfig) -> int:
+    """Check the audit log's hash chain; exit 0 when intact, 1 naming the first broken entry."""
+
+    def work(conn: sa.Connection) -> int:
+        check = records.verify_audit(conn)
+        if check.broken_id is None:
+            print(f"audit log intact: {check.entries} entries")
+            return 0
+        broken = check.broken
+        what = f" ({broken.kind} at {broken.at:.3f}, {broken.operation or '-'})" if broken is not None else ""
+        print(f"audit log broken at entry {check.broken_id}{what}: changed, removed or inserted", file=sys.stderr)
+        return 1
+
+    return _with_store(config, work, write=False)
