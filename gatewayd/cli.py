@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("number", help="the subscriber's number, e.g. +306912345678")
     erase.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
 
+    disclose = sub.add_parser("disclose", help="hand a campaign's results, per pseudonymous subscriber, to a third party the policy allows")
+    disclose.add_argument("campaign", help="the campaign's name (as in its sheet)")
+    disclose.add_argument("--to", required=True, dest="third_party", help="the third party, as named in the policy's [[third_party]]")
+    disclose.add_argument("--out", type=Path, default=None, help="file to write (mode 0600; default: stdout)")
+    disclose.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain; name the first broken entry")
@@ -128,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = _load(args.config)
         return 1 if config is None else report_command(config, args.campaign, args.format)
-    if args.command in ("subject", "audit"):
+    if args.command in ("subject", "audit", "disclose"):
         from gatewayd import subject as rights
 
         config = _load(args.config)
@@ -136,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if args.command == "audit":
             return rights.audit_verify_command(config)
+        if args.command == "disclose":
+            return rights.disclose_command(config, args.campaign, args.third_party, args.out)
         if args.subject_command == "export":
             return rights.subject_export_command(config, args.number, args.out)
         return rights.subject_erase_command(config, args.number)

@@ -6,6 +6,9 @@
   the opt-outs they still need (under a keyed hash of the number). Audited.
 * ``gatewayd audit verify``: check the hash chain of the audit log; name the first entry that
   was changed, removed or inserted.
+* ``gatewayd disclose CAMPAIGN --to THIRD_PARTY``: hand a campaign's results per pseudonymous
+  subscriber to a third party, if the policy lets the campaign's owner disclose
+  participation to it. Refused or not, the decision is audited.
 
 They open the store directly (the daemon may be running: on SQLite the writes wait for its
 writer, on PostgreSQL they are ordinary transactions). The number is given in any form the
@@ -31,7 +34,7 @@ from profile_store import privacy as records
 from profile_store.schema import subscribers
 from profile_store.subscribers import InvalidNumber, normalise_msisdn
 
-__all__ = ["audit_verify_command", "subject_erase_command", "subject_export_command"]
+__all__ = ["audit_verify_command", "disclose_command", "subject_erase_command", "subject_export_command"]
 
 
 def _with_store(config: GatewayConfig, work: Callable[[sa.Connection], int], *, write: bool) -> int:
@@ -159,3 +162,63 @@ def audit_verify_command(config: GatewayConfig) -> int:
         return 1
 
     return _with_store(config, work, write=False)
+
+
+def disclose_command(config: GatewayConfig, campaign: str, third_party: str, out: Path | None) -> int:
+    """Write campaign ``campaign``'s results per pseudonymous subscriber for ``third_party``,
+    when the policy permits; the exit status (1 when refused)."""
+    from gatewayd.engine import pseudonym
+    from gatewayd.privacy import read_policy
+    from permissions import Category, Deny, Operation, Purpose
+    from profile_store.schema import campaign_records, campaigns
+
+    try:
+        policy = read_policy(config)
+        keys = PrivacyKeys.derive(load_key(config.key_path))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+
+    def work(conn: sa.Connection) -> int:
+        now = time.time()
+        row = conn.execute(sa.select(campaigns.c.id, campaigns.c.owner).where(campaigns.c.name == campaign)).first()
+        if row is None:
+            print(f"gatewayd: no campaign called {campaign!r} has run on this database", file=sys.stderr)
+            return 1
+        try:
+            purpose = Purpose.disclosure(third_party)
+        except ValueError as exc:
+            print(f"gatewayd: {exc}", file=sys.stderr)
+            return 1
+        decision = policy.may(row.owner, Operation.DISCLOSE, Category.PARTICIPATION, purpose)
+        subject = f"campaign:{campaign}"
+        if isinstance(decision, Deny):
+            records.append_audit(conn, [decision.audit(subject=subject, at=now, detail="disclosure refused")])
+            print(f"gatewayd: the privacy policy does not let {row.owner!r} disclose participation to {third_party!r} ({decision.reason})", file=sys.stderr)
+            return 1
+        results = conn.execute(
+            sa.select(campaign_records.c.subscriber_id, campaign_records.c.kind, campaign_records.c.key, campaign_records.c.value, campaign_records.c.recorded_at)
+            .where(campaign_records.c.campaign_id == row.id, campaign_records.c.withdrawn == sa.false())
+            .order_by(campaign_records.c.id)
+        )
+        data = [
+            {
+                "subscriber": pseudonym(keys.pseudonym, campaign, sid) if sid is not None else None,
+                "kind": kind,
+                "key": key,
+                "value": value,
+                "recorded_at": at,
+            }
+            for sid, kind, key, value, at in results
+        ]
+        text = json.dumps({"campaign": campaign, "recipient": third_party, "results": data, "disclosed_at": now}, indent=2, ensure_ascii=False)
+        if out is None:
+            print(text)
+        else:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        records.append_audit(conn, [decision.audit(subject=subject, at=now, detail=f"{len(data)} results disclosed")])
+        return 0
+
+    return _with_store(config, work, write=True)

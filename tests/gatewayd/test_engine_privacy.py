@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatewayd.config import KeywordsConfig
-from gatewayd.privacy import run_idle_erasure
+from gatewayd.privacy import run_idle_erasure, run_obligations
 from permissions import Scope, decide_keyword, Evidence, ConsentState, OptOut
 from profile_store import privacy as records
 from profile_store.db import Store
@@ -280,3 +280,17 @@ def test_consent_keywords_in_any_spelling_reach_the_ledger(word_and_spelling: tu
         assert isinstance(event, OptOut)
         assert event.scope == (Scope(kind="all") if word == "STOPALL" else Scope.of_short_code("4160"))
     assert decided.reply is not None
+
+
+async def test_a_scheduled_run_erases_in_units_and_audits_itself(harness: Harness) -> None:
+    """run_obligations works through the idle subscribers in units and audits each run, even an empty one."""
+    for n in range(5):
+        await harness.ask(f"+30690000090{n}", "VOTE GRE")
+    privacy = harness.campaigns.privacy
+    assert privacy is not None
+    a_year = harness.clock + 366 * 86400
+    assert await run_obligations(harness.store, privacy, a_year, batch=2) == 5
+    assert await run_obligations(harness.store, privacy, a_year, batch=2) == 0
+    runs = await _read(harness, "SELECT operation, detail FROM audit_log WHERE kind = 'obligation' ORDER BY id")
+    assert runs == [("erase_idle", "5 subscribers; idle 12 months"), ("erase_idle", "0 subscribers; idle 12 months")]
+    assert (await harness.store.read(records.verify_audit)).broken_id is None

@@ -14,6 +14,7 @@ from gatewayd.cli import main
 from profile_store.db import Store
 from profile_store.migrate import upgrade
 from tests.gatewayd.test_engine import QUIZ, VOTE, Harness, _harness
+from tests.policy_fixtures import open_policy
 
 NUMBER = "+306900000555"
 
@@ -102,3 +103,24 @@ async def test_subject_commands_refuse_what_is_not_a_number_or_unknown(tmp_path:
     assert "not a phone number" in capsys.readouterr().err
     assert await trio.to_thread.run_sync(_cli, "subject", "export", "+306900000999", "--config", config) == 1
     assert "nothing is held" in capsys.readouterr().err
+
+
+async def test_disclosure_goes_only_where_the_policy_allows_and_is_audited(tmp_path: Path, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A disclosure the policy lists gives pseudonymous results; one it does not list is refused; both are audited."""
+    disclose = '[[data_user.rule]]\noperations = ["disclose"]\ncategories = ["participation"]\npurposes = ["disclosure:Audience Research"]\n'
+    policy = open_policy(["Channel 5", "Radio 1"]).replace("name = 'Channel 5'\n", "name = 'Channel 5'\n" + disclose)
+    (tmp_path / "policy.toml").write_text(policy + '\n[[third_party]]\nname = "Audience Research"\n')
+    await _filled(tmp_path, store, store_url)
+    config = str(tmp_path / "gatewayd.toml")
+    out = tmp_path / "disclosed.json"
+    assert await trio.to_thread.run_sync(_cli, "disclose", "final-vote", "--to", "Audience Research", "--out", str(out), "--config", config) == 0
+    data = json.loads(out.read_text())
+    assert sorted(r["key"] for r in data["results"]) == ["GRE", "POR"]
+    assert all(r["subscriber"] and "+30" not in r["subscriber"] for r in data["results"])
+    assert await trio.to_thread.run_sync(_cli, "disclose", "quiz", "--to", "Audience Research", "--config", config) == 1
+    assert "does not let 'Radio 1' disclose" in capsys.readouterr().err
+
+    def decisions(conn: sa.Connection) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in conn.execute(sa.text("SELECT who, operation, decision FROM audit_log WHERE kind = 'decision' ORDER BY id"))]
+
+    assert await store.read(decisions) == [("Channel 5", "disclose", "permit"), ("Radio 1", "disclose", "deny")]
