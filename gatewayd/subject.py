@@ -76,6 +76,18 @@ def _subject(config: GatewayConfig, number: str) -> tuple[str, str] | None:
     return e164, keyed_number_hash(PrivacyKeys.derive(secret).number, e164)
 
 
+def _write_json(data: Any, out: Path | None) -> None:
+    """Personal data as JSON on stdout, or in ``out`` created 0600."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
+    if out is None:
+        print(text)
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    print(f"written to {out}", file=sys.stderr)
+
+
 def _find(conn: sa.Connection, e164: str) -> int | None:
     return conn.execute(sa.select(subscribers.c.id).where(subscribers.c.msisdn == e164)).scalar()
 
@@ -100,14 +112,7 @@ def subject_export_command(config: GatewayConfig, number: str, out: Path | None)
         else:
             data = records.export_subscriber(conn, sid, number_hash, now)
             subject = records.subject_ref(sid)
-        text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
-        if out is None:
-            print(text)
-        else:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            print(f"exported to {out}", file=sys.stderr)
+        _write_json(data, out)
         records.append_audit(
             conn, [AuditRecord(kind=AuditKind.EXPORT, at=now, who="gatewayd", subject=subject, operation="export", detail="subject access request")]
         )
@@ -211,13 +216,7 @@ def disclose_command(config: GatewayConfig, campaign: str, third_party: str, out
             }
             for sid, kind, key, value, at in results
         ]
-        text = json.dumps({"campaign": campaign, "recipient": third_party, "results": data, "disclosed_at": now}, indent=2, ensure_ascii=False)
-        if out is None:
-            print(text)
-        else:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        _write_json({"campaign": campaign, "recipient": third_party, "results": data, "disclosed_at": now}, out)
         records.append_audit(conn, [decision.audit(subject=subject, at=now, detail=f"{len(data)} results disclosed")])
         return 0
 
