@@ -32,6 +32,7 @@ import trio
 
 from gatewayd.binds import SmscLink
 from gatewayd.campaigns import Campaigns
+from gatewayd.outbound import Outbound
 from gatewayd.privacy import read_policy, run_obligations
 from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
 from gatewayd.dispatch import Decision, Dispatcher, MoProcessor
@@ -350,6 +351,7 @@ async def serve(
                 gateway.dispatcher.processor = gateway.campaigns.engine
                 root.start_soon(gateway.campaigns.watch, root)
                 root.start_soon(gateway._run_obligations)
+                root.start_soon(Outbound(store, gateway.campaigns, wake=gateway.outbox.wake).run)
             if handle_signals:
                 await root.start(gateway._watch_signals)
             await root.start(gateway.dispatcher.run)

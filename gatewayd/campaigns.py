@@ -22,7 +22,8 @@ import trio
 from gatewayd.config import ConfigError, GatewayConfig
 from gatewayd.engine import CampaignEngine
 from gatewayd.plugins import ModuleRegistry, find_modules
-from gatewayd.privacy import Privacy, PrivacyKeys, audit_config, load_key, read_policy
+from gatewayd.privacy import DeliveryRules, Privacy, PrivacyKeys, audit_config, load_key, read_policy
+from gatewayd.quiet_hours import Caps, QuietHours
 from gatewayd.sheets import CampaignSet, LoadedCampaign, load_campaigns, watch_campaigns
 from permissions import CampaignRef, Policy
 from permissions.policy_file import check_owners
@@ -77,6 +78,23 @@ def register_campaigns(
     return ids
 
 
+def delivery_rules(campaigns: CampaignSet) -> dict[str, DeliveryRules]:
+    """The quiet hours and caps of the campaigns whose settings set them (multicasts)."""
+    rules = {}
+    for name, loaded in campaigns.campaigns.items():
+        settings = loaded.sheet.settings
+        window = getattr(settings, "quiet_hours", None)
+        if window is None:
+            continue
+        rules[name] = DeliveryRules(
+            window=QuietHours.parse(window),
+            zone=getattr(settings, "time_zone", None),
+            default_zone=getattr(settings, "default_time_zone", "UTC"),
+            caps=Caps(per_day=getattr(settings, "per_day", None), per_week=getattr(settings, "per_week", None)),
+        )
+    return rules
+
+
 def campaign_refs(conn: sa.Connection) -> dict[str, CampaignRef]:
     """Every campaign with a row, as consent sees it (name, owner, short code)."""
     rows = conn.execute(sa.select(campaigns_table.c.name, campaigns_table.c.owner, campaigns_table.c.short_code))
@@ -126,7 +144,7 @@ class Campaigns:
             what = "load" if self.current is None else "reload"
             ids = await self.store.write(register_campaigns, rows, pools, time.time(), policy, what)
             refs = await self.store.read(campaign_refs)
-            privacy = Privacy(policy, keys, refs)
+            privacy = Privacy(policy, keys, refs, delivery_rules(new))
             for problem in check_owners(policy, {n: c.sheet.owner for n, c in new.campaigns.items()}, {n: str(c.sheet.path) for n, c in new.campaigns.items()}):
                 log.error("campaign_owner_unknown", problem=str(problem))
             if self.engine is None:

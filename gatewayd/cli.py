@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
 
+    campaign = sub.add_parser("campaign", help="pause, resume or cancel a campaign's outbound sends")
+    campaign.add_argument("action", choices=("pause", "resume", "cancel"))
+    campaign.add_argument("name", help="the campaign's name (as in its sheet)")
+    campaign.add_argument("--config", type=Path, default=None, help="configuration file naming the database ([store] url)")
+
     subject = sub.add_parser("subject", help="a subscriber's rights: export or erase what is held about them")
     subject_sub = subject.add_subparsers(dest="subject_command", required=True)
     export = subject_sub.add_parser("export", help="write everything held about a number as JSON")
@@ -134,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = _load(args.config)
         return 1 if config is None else report_command(config, args.campaign, args.format)
+    if args.command == "campaign":
+        from gatewayd.report import campaign_command
+
+        config = _load(args.config)
+        return 1 if config is None else campaign_command(config, args.action, args.name)
     if args.command in ("subject", "audit", "disclose"):
         from gatewayd import subject as rights
 

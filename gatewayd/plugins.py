@@ -18,6 +18,7 @@ of a ``Settings`` validator becomes a problem for its key.
 from __future__ import annotations
 
 import collections.abc
+import datetime
 import difflib
 import enum
 import importlib.metadata
@@ -229,6 +230,13 @@ def _path(value: Any, _: Any) -> Path:
     raise _wrong("a path", value)
 
 
+def _datetime(value: Any, _: Any) -> datetime.datetime:
+    # TOML gives date-times as objects; one without an offset is UTC, as in the sheets.
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+    raise _wrong("a TOML date-time such as 2026-11-24T09:00:00Z (unquoted)", value)
+
+
 def _note(exc: Exception, index: int | str, t: Any) -> Exception:
     exc.__notes__ = [*getattr(exc, "__notes__", []), IterableValidationNote(f"Structuring @ {index!r}", index, t)]
     return exc
@@ -312,6 +320,7 @@ def _converter() -> cattrs.Converter:
     for t in (bool, int, float, str):
         conv.register_structure_hook(t, _strict(t))
     conv.register_structure_hook(Path, _path)
+    conv.register_structure_hook(datetime.datetime, _datetime)
     conv.register_structure_hook_factory(lambda t: _origin(t) in _SEQUENCES, lambda t: _sequence_hook(t, conv))
     conv.register_structure_hook_factory(lambda t: _origin(t) in _MAPPINGS, lambda t: _mapping_hook(t, conv))
     conv.register_structure_hook_factory(

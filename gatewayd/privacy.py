@@ -53,12 +53,16 @@ from permissions import (
     record_erasure,
     record_obligation_run,
 )
+from gatewayd.quiet_hours import Caps, QuietHours, next_allowed, zone_for
 from permissions.policy_file import load_policy
 from profile_store import privacy as records
 from profile_store.mt_values import ClaimedMt
+from profile_store.schema import mt_messages
 
 __all__ = [
     "KEY_BYTES",
+    "DEFAULT_DELIVERY",
+    "DeliveryRules",
     "Privacy",
     "PrivacyKeys",
     "audit_config",
@@ -144,6 +148,24 @@ def has_standing_opt_out(state: ConsentState) -> bool:
 _HASH_CACHE_MAX = 100_000
 
 
+@attrs.frozen
+class DeliveryRules:
+    """When and how often a campaign's marketing MTs may reach a subscriber."""
+
+    #: The allowed hours in the recipient's local time.
+    window: QuietHours = attrs.field(factory=lambda: QuietHours.parse("09:00-21:00"))
+    #: An IANA zone for every recipient instead of the number's own.
+    zone: str | None = None
+    #: The zone of numbers that map to several (or none).
+    default_zone: str = "UTC"
+    caps: Caps = attrs.field(factory=Caps)
+
+
+#: The rules of marketing MTs whose campaign sets none (alerts, MTs of removed sheets).
+DEFAULT_DELIVERY = DeliveryRules()
+_SENT = ("sending", "submitted", "delivered", "undelivered", "expired")
+
+
 @attrs.define
 class Privacy:
     """The policy in force and the campaigns it judges (swapped whole on reload)."""
@@ -152,6 +174,8 @@ class Privacy:
     keys: PrivacyKeys
     #: Campaign name -> its identity, for every campaign with a row in the store.
     refs: Mapping[str, CampaignRef] = attrs.field(factory=dict)
+    #: Campaign name -> its delivery rules (quiet hours, caps); others get DEFAULT_DELIVERY.
+    delivery: Mapping[str, DeliveryRules] = attrs.field(factory=dict)
     _hashes: dict[str, str] = attrs.field(factory=dict, repr=False)
 
     def number_hash(self, e164: str) -> str:
@@ -165,17 +189,19 @@ class Privacy:
 
     def with_refs(self, refs: Mapping[str, CampaignRef]) -> Privacy:
         """The same policy and keys judging these campaigns."""
-        return Privacy(self.policy, self.keys, dict(refs), self._hashes)
+        return Privacy(self.policy, self.keys, dict(refs), self.delivery, self._hashes)
 
     # --- at submit time --------------------------------------------------------------------
 
-    def screen(self, conn: sa.Connection, mts: list[ClaimedMt], now: float) -> dict[int, str]:
-        """The claimed MTs not to send, each with why: the outbox's consent check.
+    def screen(self, conn: sa.Connection, mts: list[ClaimedMt], now: float) -> dict[int, str | float]:
+        """The claimed MTs not to send now: the reason to cancel each, or the time to defer it to.
 
         Keyword replies and the under-age refusal always go. Every other MT is checked
         against the ledger as it is now, so a STOP suppresses the MTs queued before it; a
-        marketing MT of a campaign also needs the policy's permit and a standing opt-in.
-        An MT without a campaign is held back only by an opt-out of its short code.
+        marketing MT of a campaign also needs the policy's permit and a standing opt-in, waits
+        for its campaign's allowed hours in the recipient's local time, and is cancelled when
+        the recipient reached the campaign's daily or weekly cap. An MT without a campaign is
+        held back only by an opt-out of its short code.
         """
         checked = [mt for mt in mts if mt.kind not in (MtKind.KEYWORD, MtKind.REFUSAL)]
         if not checked:
@@ -185,8 +211,9 @@ class Privacy:
         marketing = [mt.subscriber_id for mt in checked if mt.kind == MtKind.MARKETING and mt.campaign in self.refs]
         attributes = records.load_attributes(conn, marketing) if marketing else {}
         empty = ConsentState.empty()
-        cancelled: dict[int, str] = {}
+        cancelled: dict[int, str | float] = {}
         audit: list[AuditRecord] = []
+        marketing_ok: list[tuple[ClaimedMt, DeliveryRules]] = []
         for mt in checked:
             consent = ledgers.get(hashes[mt.id], empty)
             ref = self.refs.get(mt.campaign) if mt.campaign else None
@@ -206,10 +233,13 @@ class Privacy:
                 audit.append(
                     record_decision(decision, subject=records.subject_ref(mt.subscriber_id), at=now, detail=f"mt {mt.id} of campaign {ref.name!r} not sent")
                 )
+            elif kind is MtKind.MARKETING:
+                marketing_ok.append((mt, self.delivery.get(ref.name, DEFAULT_DELIVERY)))
         if audit:
             records.append_audit(conn, audit)
         for mt_id, reason in cancelled.items():
             log.info("mt_suppressed", mt_id=mt_id, reason=reason)
+        cancelled.update(_pace(conn, marketing_ok, now))
         return cancelled
 
     # --- subject access by SMS ---------------------------------------------------------------
@@ -232,6 +262,40 @@ class Privacy:
         if stops:
             parts.append("opted out of: " + ", ".join(stops))
         return "; ".join(parts) + ". Text STOP to opt out."
+
+
+def _pace(conn: sa.Connection, mts: list[tuple[ClaimedMt, DeliveryRules]], now: float) -> dict[int, str | float]:
+    """Quiet hours (defer) and caps (cancel) for marketing MTs that may otherwise go."""
+    held: dict[int, str | float] = {}
+    capped = [mt.subscriber_id for mt, rules in mts if rules.caps.per_day or rules.caps.per_week]
+    sent: dict[int, list[float]] = {}
+    if capped:
+        rows = conn.execute(
+            sa.select(mt_messages.c.subscriber_id, mt_messages.c.updated_at).where(
+                mt_messages.c.subscriber_id.in_(sorted(set(capped))),
+                mt_messages.c.kind == "marketing",
+                mt_messages.c.status.in_(_SENT),
+                mt_messages.c.updated_at > now - 7 * 86400,
+                mt_messages.c.id.not_in([mt.id for mt, _ in mts]),
+            )
+        )
+        for sid, at in rows:
+            sent.setdefault(int(sid), []).append(float(at))
+    for mt, rules in mts:
+        until = next_allowed(now, zone_for(mt.msisdn, override=rules.zone, default=rules.default_zone), rules.window)
+        if until > now:
+            held[mt.id] = until
+            continue
+        if rules.caps.per_day or rules.caps.per_week:
+            times = sent.setdefault(mt.subscriber_id, [])
+            if not rules.caps.allows(times, now):
+                held[mt.id] = "suppressed: cap reached"
+                continue
+            times.append(now)
+    deferred = sum(1 for v in held.values() if not isinstance(v, str))
+    if deferred:
+        log.info("mt_deferred", count=deferred, reason="quiet hours")
+    return held
 
 
 def run_idle_erasure(conn: sa.Connection, privacy: Privacy, now: float, *, limit: int = 500) -> int:

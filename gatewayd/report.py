@@ -18,8 +18,9 @@ from gatewayd.plugins import find_modules
 from gatewayd.sheets import read_sheet, sheet_files
 from modules.api import Total, summarise_totals
 from profile_store.reports import CampaignStats, UnknownCampaign, campaign_stats
+from profile_store.sends import change_sends, send_stats
 
-__all__ = ["report_command", "report_rows", "results_lines"]
+__all__ = ["campaign_command", "report_command", "report_rows", "results_lines", "send_rows"]
 
 
 def results_lines(config: GatewayConfig, stats: CampaignStats) -> list[tuple[str, str]]:
@@ -68,6 +69,34 @@ def report_rows(stats: CampaignStats, results: list[tuple[str, str]]) -> list[tu
     return rows
 
 
+def send_rows(sends: list[Any]) -> list[tuple[str, str, str]]:
+    """(section, item, value) rows per outbound send: targeted, suppressed and why, submitted,
+    delivered, replied, response rate, and each follow-up's uplift."""
+    rows: list[tuple[str, str, str]] = []
+    by_id = {s.send.id: s for s in sends}
+    for s in sends:
+        section = f"send {s.send.name}"
+        suppressed = {**s.suppressed}
+        for reason, n in s.suppressed_at_submit.items():
+            suppressed[reason] = suppressed.get(reason, 0) + n
+        rows += [
+            (section, "status", s.send.status),
+            (section, "targeted", str(s.targeted)),
+            (section, "suppressed", str(sum(suppressed.values()))),
+            *[(section, f"suppressed: {reason}", str(n)) for reason, n in sorted(suppressed.items())],
+            (section, "submitted", str(s.submitted)),
+            (section, "delivered", str(s.delivered)),
+            (section, "replied", str(s.replied)),
+            (section, "response rate", _rate(s.response_rate)),
+        ]
+        parent = by_id.get(s.send.parent_id) if s.send.parent_id is not None else None
+        if parent is not None:
+            non_responders = max(parent.submitted - parent.replied, 0)
+            uplift = s.replied / non_responders if non_responders else None
+            rows.append((section, "uplift (replies / earlier non-responders)", _rate(uplift)))
+    return rows
+
+
 def _json(stats: CampaignStats, results: list[tuple[str, str]]) -> dict[str, Any]:
     return {
         "campaign": stats.name,
@@ -100,6 +129,7 @@ def report_command(config: GatewayConfig, name: str, fmt: str) -> int:
         try:
             with engine.connect() as conn:
                 stats = campaign_stats(conn, name)
+                sends = send_stats(conn, name)
         finally:
             engine.dispose()
     except UnknownCampaign:
@@ -110,15 +140,20 @@ def report_command(config: GatewayConfig, name: str, fmt: str) -> int:
         return 1
     results = results_lines(config, stats)
     if fmt == "json":
-        print(json.dumps(_json(stats, results), indent=2, ensure_ascii=False))
+        data = _json(stats, results)
+        data["sends"] = [
+            {"send": s.send.name, **{item: value for section, item, value in send_rows([s]) if section == f"send {s.send.name}"}}
+            for s in sends
+        ]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
     elif fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(("section", "item", "value"))
-        writer.writerows(report_rows(stats, results))
+        writer.writerows(report_rows(stats, results) + send_rows(sends))
         print(out.getvalue(), end="")
     else:
-        rows = report_rows(stats, results)
+        rows = report_rows(stats, results) + send_rows(sends)
         width = max(len(item) for _, item, _ in rows)
         section = None
         for sec, item, value in rows:
@@ -127,3 +162,27 @@ def report_command(config: GatewayConfig, name: str, fmt: str) -> int:
                 section = sec
             print(f"  {item:<{width}}  {value}")
     return 0
+
+
+def campaign_command(config: GatewayConfig, action: str, name: str) -> int:
+    """Pause, resume or cancel a campaign's sends (``gatewayd campaign ACTION NAME``); the exit status.
+
+    It acts on the store, so a running daemon follows at its next claim: queued MTs of a
+    paused send stay queued out of reach, a cancelled send's queued MTs are cancelled, MTs
+    being sent finish, and nothing is queued or sent twice.
+    """
+    import time
+
+    from gatewayd.subject import with_store
+
+    def work(conn: Any) -> int:
+        try:
+            changed = change_sends(conn, name, action, time.time())
+        except LookupError:
+            print(f"gatewayd: no campaign called {name!r} has run on this database", file=sys.stderr)
+            return 1
+        done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+        print(f"{name}: {changed['sends']} send(s) {done}, {changed['mts']} queued MT(s) {done}")
+        return 0
+
+    return with_store(config, work, write=True)

@@ -34,10 +34,10 @@ from profile_store import privacy as records
 from profile_store.schema import subscribers
 from profile_store.subscribers import InvalidNumber, normalise_msisdn
 
-__all__ = ["audit_verify_command", "disclose_command", "subject_erase_command", "subject_export_command"]
+__all__ = ["with_store", "audit_verify_command", "disclose_command", "subject_erase_command", "subject_export_command"]
 
 
-def _with_store(config: GatewayConfig, work: Callable[[sa.Connection], int], *, write: bool) -> int:
+def with_store(config: GatewayConfig, work: Callable[[sa.Connection], int], *, write: bool) -> int:
     """Run ``work`` in one transaction on the configured store; the exit status."""
     from profile_store.db import StoreError, make_engine
     from profile_store.migrate import check_schema
@@ -118,7 +118,7 @@ def subject_export_command(config: GatewayConfig, number: str, out: Path | None)
         )
         return 0
 
-    return _with_store(config, work, write=True)
+    return with_store(config, work, write=True)
 
 
 def _event(event: Any) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def subject_erase_command(config: GatewayConfig, number: str) -> int:
         print(f"erased subscriber {sid}: {removed} rows{kept}")
         return 0
 
-    return _with_store(config, work, write=True)
+    return with_store(config, work, write=True)
 
 
 def audit_verify_command(config: GatewayConfig) -> int:
@@ -166,7 +166,7 @@ def audit_verify_command(config: GatewayConfig) -> int:
         print(f"audit log broken at entry {check.broken_id}{what}: changed, removed or inserted", file=sys.stderr)
         return 1
 
-    return _with_store(config, work, write=False)
+    return with_store(config, work, write=False)
 
 
 def disclose_command(config: GatewayConfig, campaign: str, third_party: str, out: Path | None) -> int:
@@ -220,4 +220,4 @@ def disclose_command(config: GatewayConfig, campaign: str, third_party: str, out
         records.append_audit(conn, [decision.audit(subject=subject, at=now, detail=f"{len(data)} results disclosed")])
         return 0
 
-    return _with_store(config, work, write=True)
+    return with_store(config, work, write=True)

@@ -277,9 +277,10 @@ def get_parts(conn: Connection, mt_id: int) -> list[StoredMtPart]:
 # -- claim -----------------------------------------------------------------------------------
 
 
-#: Checks claimed MTs once more before they are sent: returns the ids to cancel, each with
-#: the reason recorded as the MT's last error (a STOP since the MT was queued).
-Screen = Callable[[Connection, list[ClaimedMt], float], dict[int, str]]
+#: Checks claimed MTs once more before they are sent: returns the ids not to send now, each
+#: with the reason to cancel it (a str, recorded as its last error: a STOP since it was
+#: queued) or the time to defer it to (a float: quiet hours in the recipient's time zone).
+Screen = Callable[[Connection, list[ClaimedMt], float], dict[int, "str | float"]]
 
 _CANCEL = (
     sa.update(mt_messages)
@@ -287,6 +288,17 @@ _CANCEL = (
     .values(
         status="cancelled",
         last_error=sa.bindparam("b_error"),
+        claimed_by=None,
+        claim_expires_at=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+_DEFER = (
+    sa.update(mt_messages)
+    .where(_m.id == sa.bindparam("b_mt_id"))
+    .values(
+        status="queued",
+        next_attempt_at=sa.bindparam("b_until"),
         claimed_by=None,
         claim_expires_at=None,
         updated_at=sa.bindparam("b_now"),
@@ -311,8 +323,8 @@ def claim_due(
         now: the current time.
         limit: the most rows to claim.
         lease: seconds the claim holds before another node may take the row over.
-        screen: checks the claimed MTs in the same transaction; those it names are
-            ``cancelled`` with its reason and not returned.
+        screen: checks the claimed MTs in the same transaction; those it names are not
+            returned: ``cancelled`` with its reason, or ``queued`` again until its time.
 
     Returns:
         The claimed MTs, in claim order.
@@ -334,11 +346,16 @@ def claim_due(
     claimed = [ClaimedMt.from_row(by_id[i], tuple(pending[i])) for i in ids]
     if screen is None:
         return claimed
-    cancelled = screen(conn, claimed, now)
-    if not cancelled:
+    held = screen(conn, claimed, now)
+    if not held:
         return claimed
-    conn.execute(_CANCEL, [{"b_mt_id": mt_id, "b_error": reason, "b_now": now} for mt_id, reason in cancelled.items()])
-    return [mt for mt in claimed if mt.id not in cancelled]
+    cancel = [{"b_mt_id": i, "b_error": why, "b_now": now} for i, why in held.items() if isinstance(why, str)]
+    defer = [{"b_mt_id": i, "b_until": float(until), "b_now": now} for i, until in held.items() if not isinstance(until, str)]
+    if cancel:
+        conn.execute(_CANCEL, cancel)
+    if defer:
+        conn.execute(_DEFER, defer)
+    return [mt for mt in claimed if mt.id not in held]
 
 
 # -- outcomes --------------------------------------------------------------------------------

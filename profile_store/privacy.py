@@ -45,6 +45,7 @@ from profile_store.schema import (
     mt_messages,
     mt_parts,
     profile_facts,
+    send_recipients,
     sessions,
     subscriber_attributes,
     subscribers,
@@ -487,6 +488,7 @@ def _erase_subscriber_statements() -> tuple[tuple[str | None, sa.Executable], ..
     their_parts = sa.select(mt_parts.c.id).where(mt_parts.c.mt_id.in_(their_mts))
     their_mos = sa.select(mo_messages.c.id).where(mo_messages.c.subscriber_id == _SID)
     return (
+        ("send_recipients", sa.delete(send_recipients).where(send_recipients.c.subscriber_id == _SID)),
         (
             "dlr_events",
             sa.delete(dlr_events).where(

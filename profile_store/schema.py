@@ -59,12 +59,16 @@ __all__ = [
     "customer_campaigns",
     "subscriber_attributes",
     "audit_log",
+    "sends",
+    "send_recipients",
     "MO_PART_STATUSES",
     "MO_STATUSES",
     "MT_STATUSES",
     "MT_PART_STATUSES",
     "MT_KINDS",
     "CONSENT_EVENTS",
+    "SEND_STATUSES",
+    "RECIPIENT_STATUSES",
 ]
 
 metadata = MetaData(
@@ -86,6 +90,8 @@ MT_PART_STATUSES = ("pending", "accepted", "delivered", "undelivered", "failed",
 #: reply to a subscriber known to be under age.
 MT_KINDS = ("response", "marketing", "keyword", "refusal")
 CONSENT_EVENTS = ("opt_in", "opt_in_requested", "confirmed", "opt_out")
+SEND_STATUSES = ("scheduled", "running", "paused", "cancelled", "done")
+RECIPIENT_STATUSES = ("queued", "suppressed")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -204,12 +210,15 @@ mt_messages = Table(
     Column("updated_at", Float, nullable=False),
     # Checked again at submit time: a STOP suppresses the queued MTs it covers.
     Column("kind", String(16), nullable=False, server_default="response"),
+    # The outbound send it belongs to (multicast, send-again), if any.
+    Column("send_id", Integer, ForeignKey("sends.id"), nullable=True),
     _one_of("status", MT_STATUSES),
     _one_of("kind", MT_KINDS),
     Index(None, "status", "priority", "next_attempt_at"),
     Index(None, "in_reply_to"),
     Index(None, "subscriber_id"),
     Index(None, "campaign", "status"),
+    Index(None, "send_id", "subscriber_id"),
 )
 
 #: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.
@@ -465,4 +474,48 @@ audit_log = Table(
     Column("digest", String(64), nullable=False),
     Index(None, "subject"),
     Index(None, "at"),
+)
+
+
+# --- outbound campaigns ---------------------------------------------------------------------
+
+#: One outbound send of a campaign: a message to a segment, materialised once into the outbox
+#: (``mt_messages.send_id``). A send-again follows up its ``parent``'s non-responders.
+sends = Table(
+    "sends",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    # Unique per campaign ("2026-11-24T09:00:00Z", "again-1 of ..."): a schedule entry creates
+    # its send once, however often the scheduler looks.
+    Column("name", String(100), nullable=False),
+    Column("parent_id", Integer, ForeignKey("sends.id"), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scheduled_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    # Recipients the segment selected, and how long materialising them took.
+    Column("targeted", Integer, nullable=False),
+    Column("materialise_seconds", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("campaign_id", "name"),
+    _one_of("status", SEND_STATUSES),
+    Index(None, "status", "scheduled_at"),
+    Index(None, "parent_id"),
+)
+
+#: Who a send selected: queued (its MT is the one with this send_id and subscriber_id) or
+#: suppressed when it was materialised (with why).
+send_recipients = Table(
+    "send_recipients",
+    metadata,
+    Column("send_id", Integer, ForeignKey("sends.id"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    # "opted_out", "no_consent", "under_age", "policy": why a recipient was suppressed.
+    Column("reason", String(32), nullable=True),
+    _one_of("status", RECIPIENT_STATUSES),
+    Index(None, "subscriber_id"),
 )

@@ -124,3 +124,14 @@ async def test_disclosure_goes_only_where_the_policy_allows_and_is_audited(tmp_p
         return [tuple(r) for r in conn.execute(sa.text("SELECT who, operation, decision FROM audit_log WHERE kind = 'decision' ORDER BY id"))]
 
     assert await store.read(decisions) == [("Channel 5", "disclose", "permit"), ("Radio 1", "disclose", "deny")]
+
+
+async def test_campaign_command_pauses_resumes_and_cancels(tmp_path: Path, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI acts on the store: an unknown campaign exits 1; a known one reports what changed."""
+    await _filled(tmp_path, store, store_url)
+    config = str(tmp_path / "gatewayd.toml")
+    assert await trio.to_thread.run_sync(_cli, "campaign", "pause", "nope", "--config", config) == 1
+    assert "no campaign called 'nope'" in capsys.readouterr().err
+    for action, word in (("pause", "paused"), ("resume", "resumed"), ("cancel", "cancelled")):
+        assert await trio.to_thread.run_sync(_cli, "campaign", action, "final-vote", "--config", config) == 0
+        assert f"final-vote: 0 send(s) {word}, 0 queued MT(s) {word}" in capsys.readouterr().out

@@ -498,6 +498,7 @@ def test_erase_subscriber_removes_everything(engine: sa.Engine) -> None:
         counts = p.erase_subscriber(conn, sid, HASH_A, keep_opt_outs=True)
     assert counts == p.ErasureCounts(
         {
+            "send_recipients": 0,
             "dlr_events": 2,
             "mt_parts": 1,
             "mt_messages": 2,
