@@ -71,6 +71,7 @@ from permissions import (
     Operation,
     OptIn,
     OptOut,
+    Policy,
     ReplyKind,
     Scope,
     ScopeKind,
@@ -176,7 +177,7 @@ class CampaignEngine:
         self._prefetched = None
 
     @property
-    def policy(self) -> Any:
+    def policy(self) -> Policy:
         """The privacy policy in force."""
         return self.privacy.policy
 
@@ -239,11 +240,11 @@ class CampaignEngine:
                 # Nothing waits for a YES: in a conversation, "yes" is an answer.
                 outcome = ToCampaign(session, "", " ".join(mo.text.split()), Via.SESSION)
             else:
-                return self._global(conn, mo, outcome, code, consent, number_hash)
+                return self._global(mo, outcome, code, consent, number_hash)
         attributes = self._attributes(conn, mo, now)
         minimum = self.policy.obligations.minimum_age
         if minimum and is_under_age(attributes, minimum, now=now):
-            return self._under_age(mo, code)
+            return self._under_age(mo)
         if isinstance(outcome, NoRoute):
             blocked = consent.opted_out_of(Scope.of_short_code(mo.short_code))
             replies = (self._reply(mo, code.not_understood, None),) if code.not_understood and not blocked else ()
@@ -312,7 +313,7 @@ class CampaignEngine:
 
         return note
 
-    def _under_age(self, mo: StoredMo, code: ShortCodeConfig) -> Decision:
+    def _under_age(self, mo: StoredMo) -> Decision:
         """The fixed refusal, audited; nothing about the subscriber is written."""
         reply = attrs.evolve(self._reply(mo, self.policy.obligations.under_age_reply, None), kind=MtKind.REFUSAL.value)
 
@@ -324,9 +325,7 @@ class CampaignEngine:
         log.info("mo_under_age", mo_id=mo.id)
         return Decision(route="under_age", replies=(reply,), apply=audit)
 
-    def _global(
-        self, conn: sa.Connection, mo: StoredMo, outcome: GlobalKeyword, code: ShortCodeConfig, consent: ConsentState, number_hash: str
-    ) -> Decision:
+    def _global(self, mo: StoredMo, outcome: GlobalKeyword, code: ShortCodeConfig, consent: ConsentState, number_hash: str) -> Decision:
         loaded = self.campaigns.get(outcome.campaign) if outcome.campaign else None
         campaign_id = self.campaign_ids.get(outcome.campaign) if outcome.campaign else None
         if outcome.kind == "mydata":

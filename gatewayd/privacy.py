@@ -247,7 +247,8 @@ class Privacy:
     def summary(self, conn: sa.Connection, subscriber_id: int, e164: str, short_code: str, now: float) -> str:
         """The MYDATA reply: what is held about the sender, in one or two SMS."""
         profile = records.customer_profile(conn, subscriber_id, now)
-        consent = records.load_consent(conn, [self.number_hash(e164)]).get(self.number_hash(e164), ConsentState.empty())
+        number_hash = self.number_hash(e164)
+        consent = records.load_consent(conn, [number_hash]).get(number_hash, ConsentState.empty())
         held = records.local_profile_campaigns(conn, subscriber_id)
         parts = [f"{short_code} holds your number"]
         if profile is not None:
