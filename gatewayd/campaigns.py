@@ -25,11 +25,10 @@ from gatewayd.plugins import ModuleRegistry, find_modules
 from gatewayd.privacy import DeliveryRules, Privacy, PrivacyKeys, audit_config, load_key, read_policy
 from gatewayd.quiet_hours import Caps, QuietHours
 from gatewayd.sheets import CampaignSet, LoadedCampaign, load_campaigns, watch_campaigns
-from permissions import CampaignRef, Policy
+from permissions import Policy
 from permissions.policy_file import check_owners
-from profile_store.campaigns import CampaignRow, ensure_campaigns, fill_coupon_pool
+from profile_store.campaigns import CampaignRow, campaign_refs, ensure_campaigns, fill_coupon_pool
 from profile_store.db import Store, StoreUnavailable
-from profile_store.schema import campaigns as campaigns_table
 
 __all__ = ["Campaigns", "coupon_codes", "register_campaigns"]
 
@@ -95,11 +94,6 @@ def delivery_rules(campaigns: CampaignSet) -> dict[str, DeliveryRules]:
     return rules
 
 
-def campaign_refs(conn: sa.Connection) -> dict[str, CampaignRef]:
-    """Every campaign with a row, as consent sees it (name, owner, short code)."""
-    rows = conn.execute(sa.select(campaigns_table.c.name, campaigns_table.c.owner, campaigns_table.c.short_code))
-    return {name: CampaignRef(name, owner, code) for name, owner, code in rows}
-
 
 @attrs.define
 class Campaigns:
@@ -143,7 +137,7 @@ class Campaigns:
             ]
             what = "load" if self.current is None else "reload"
             ids = await self.store.write(register_campaigns, rows, pools, time.time(), policy, what)
-            refs = await self.store.read(campaign_refs)
+            refs = {ref.name: ref for ref in (await self.store.read(campaign_refs)).values()}
             privacy = Privacy(policy, keys, refs, delivery_rules(new))
             for problem in check_owners(policy, {n: c.sheet.owner for n, c in new.campaigns.items()}, {n: str(c.sheet.path) for n, c in new.campaigns.items()}):
                 log.error("campaign_owner_unknown", problem=str(problem))

@@ -87,7 +87,6 @@ from permissions import (
 from profile_store import campaigns as store
 from profile_store import privacy as records
 from profile_store.mt import MtRequest
-from profile_store.schema import campaigns as campaigns_table
 from profile_store.values import StoredMo
 from routing.outcomes import Closed, GlobalKeyword, NoRoute, ToCampaign, Via
 from routing.router import route
@@ -385,7 +384,7 @@ class CampaignEngine:
         sid = mo.subscriber_id
         scope = event.scope
         held = records.local_profile_campaigns(conn, sid)
-        refs = _campaign_refs(conn, held)
+        refs = store.campaign_refs(conn, held)
         covered = [cid for cid, ref in refs.items() if scope.covers(Scope.of_campaign(ref))]
         if scope.kind is ScopeKind.ALL:
             store.end_sessions_of(conn, sid)
@@ -447,18 +446,6 @@ class CampaignEngine:
     def _keyword_reply(self, mo: StoredMo, text: str, campaign: str | None = None) -> MtRequest:
         """The one reply to a consent keyword: it goes whatever the consent."""
         return attrs.evolve(self._reply(mo, text, campaign), kind=MtKind.KEYWORD.value)
-
-
-def _campaign_refs(conn: sa.Connection, ids: Mapping[int, str]) -> dict[int, CampaignRef]:
-    """The identity of campaigns by id, read from their rows (their sheets may be gone)."""
-    if not ids:
-        return {}
-    rows = conn.execute(
-        sa.select(campaigns_table.c.id, campaigns_table.c.name, campaigns_table.c.owner, campaigns_table.c.short_code).where(
-            campaigns_table.c.id.in_(sorted(ids))
-        )
-    )
-    return {cid: CampaignRef(name, owner, code) for cid, name, owner, code in rows}
 
 
 @attrs.frozen

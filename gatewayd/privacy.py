@@ -187,10 +187,6 @@ class Privacy:
             found = self._hashes[e164] = keyed_number_hash(self.keys.number, e164)
         return found
 
-    def with_refs(self, refs: Mapping[str, CampaignRef]) -> Privacy:
-        """The same policy and keys judging these campaigns."""
-        return Privacy(self.policy, self.keys, dict(refs), self.delivery, self._hashes)
-
     # --- at submit time --------------------------------------------------------------------
 
     def screen(self, conn: sa.Connection, mts: list[ClaimedMt], now: float) -> dict[int, str | float]:

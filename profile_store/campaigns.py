@@ -14,6 +14,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from permissions.consent import CampaignRef
 from profile_store.schema import (
     alert_subscriptions,
     campaign_records,
@@ -26,6 +27,7 @@ from profile_store.schema import (
 
 __all__ = [
     "CampaignRow",
+    "campaign_refs",
     "CouponOutcome",
     "RecordTotal",
     "add_fact",
@@ -84,6 +86,18 @@ class CouponOutcome:
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which offers ON CONFLICT on SQLite and PostgreSQL."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def campaign_refs(conn: sa.Connection, ids: Iterable[int] | None = None) -> dict[int, CampaignRef]:
+    """The campaigns with a row (those of ``ids`` when given) by id, as consent sees them:
+    name, owner, short code. Rows outlive their sheets, so this names removed campaigns too."""
+    query = sa.select(campaigns.c.id, campaigns.c.name, campaigns.c.owner, campaigns.c.short_code)
+    if ids is not None:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        query = query.where(campaigns.c.id.in_(wanted))
+    return {cid: CampaignRef(name, owner, code) for cid, name, owner, code in conn.execute(query)}
 
 
 def ensure_campaigns(conn: sa.Connection, rows: Iterable[CampaignRow], now: float) -> dict[str, int]:
