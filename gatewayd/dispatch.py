@@ -25,6 +25,7 @@ import trio
 from profile_store.db import Store, StoreUnavailable
 from profile_store.mo import pending_mos
 from profile_store.mt import MtRequest, enqueue_mt
+from profile_store.prepared import Prepared
 from profile_store.schema import mo_messages
 from profile_store.values import MoStatus, StoredMo
 from gatewayd.smpp.text import ConcatReferences
@@ -75,7 +76,7 @@ class Processed:
 
 
 # Built once: SQLAlchemy then reuses the compiled statements for every MO.
-_RECORD_ROUTE = (
+_RECORD_ROUTE = Prepared(
     sa.update(mo_messages)
     .where(mo_messages.c.id == sa.bindparam("mo_id"))
     .values(route=sa.bindparam("new_route"), campaign_id=sa.bindparam("new_campaign_id"))
@@ -108,6 +109,10 @@ class Failed:
     error: str
 
 
+class _ApplyFailed(Exception):
+    """An ``apply`` raised while the batch ran without a savepoint per MO."""
+
+
 def process_mos(
     conn: sa.Connection, mos: Sequence[StoredMo], now: float, processor: MoProcessor, next_ref: Callable[[str], int]
 ) -> list[Processed | Failed]:
@@ -117,8 +122,32 @@ def process_mos(
     ingest and by the sweep, or by two nodes) is done once; each claimed MO is decided and
     its replies enqueued; the routes are written with one executemany. A processor only decides
     (it may read, never write), so when it raises for one MO that MO alone is marked failed
-    and the others go on.
+    and the others go on. Applying a decision writes; the batch first runs inside one
+    savepoint, and only when an ``apply`` raises is it run again with a savepoint per MO, so
+    that MO alone loses its writes.
     """
+    savepoint = conn.begin_nested()
+    try:
+        outcomes = _process_mos(conn, mos, now, processor, next_ref, isolate=False)
+    except _ApplyFailed:
+        savepoint.rollback()
+        return _process_mos(conn, mos, now, processor, next_ref, isolate=True)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
+    return outcomes
+
+
+def _process_mos(
+    conn: sa.Connection,
+    mos: Sequence[StoredMo],
+    now: float,
+    processor: MoProcessor,
+    next_ref: Callable[[str], int],
+    *,
+    isolate: bool,
+) -> list[Processed | Failed]:
     claimed = set(conn.execute(_CLAIM_MANY, {"mo_ids": [mo.id for mo in mos], "now": now}).scalars())
     prepare = getattr(processor, "prepare", None)
     if prepare is not None and claimed:
@@ -140,21 +169,28 @@ def process_mos(
             continue
         requests = list(decision.replies)
         if decision.apply is not None:
-            try:
-                with conn.begin_nested():
+            if not isolate:
+                try:
                     requests += decision.apply(conn, now)
-            except sa.exc.DBAPIError:
-                raise
-            except Exception as exc:
-                error = f"applying the decision raised {type(exc).__name__}: {exc}"[:500]
-                failures.append({"mo_id": mo.id, "new_error": error})
-                outcomes.append(Failed(mo.id, error))
-                continue
+                except sa.exc.DBAPIError:
+                    raise
+                except Exception as exc:
+                    raise _ApplyFailed() from exc
+            else:
+                try:
+                    with conn.begin_nested():
+                        requests += decision.apply(conn, now)
+                except sa.exc.DBAPIError:
+                    raise
+                except Exception as exc:
+                    error = f"applying the decision raised {type(exc).__name__}: {exc}"[:500]
+                    failures.append({"mo_id": mo.id, "new_error": error})
+                    outcomes.append(Failed(mo.id, error))
+                    continue
         mt_ids = tuple(enqueue_mt(conn, request, now, concat_ref=next_ref(request.msisdn)).id for request in requests)
         routes.append({"mo_id": mo.id, "new_route": decision.route, "new_campaign_id": decision.campaign_id})
         outcomes.append(Processed(mo.id, decision.route, mt_ids, fresh=True))
-    if routes:
-        conn.execute(_RECORD_ROUTE, routes)
+    _RECORD_ROUTE.many(conn, routes)
     if failures:
         conn.execute(_RECORD_FAILURE, failures)
     return outcomes

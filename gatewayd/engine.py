@@ -441,6 +441,7 @@ class CampaignEngine:
             in_reply_to=mo.id,
             campaign=campaign,
             kind=MtKind.RESPONSE.value,
+            subscriber_id=mo.subscriber_id,
         )
 
     def _keyword_reply(self, mo: StoredMo, text: str, campaign: str | None = None) -> MtRequest:

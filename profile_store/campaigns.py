@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from permissions.consent import CampaignRef
+from profile_store.prepared import Prepared
 from profile_store.schema import (
     alert_subscriptions,
     campaign_records,
@@ -163,13 +164,13 @@ def _state_upsert(dialect: str) -> Any:
 
 
 # Built once: building an upsert (its ``excluded`` alias above all) costs more than running it.
-_SAVE_STATE = {dialect: _state_upsert(dialect) for dialect in ("sqlite", "postgresql")}
+_SAVE_STATE = {dialect: Prepared(_state_upsert(dialect)) for dialect in ("sqlite", "postgresql")}
 
 
 def save_state(conn: sa.Connection, campaign_id: int, subscriber_id: int, state: Mapping[str, Any], now: float) -> None:
     """Replace the module state of a subscriber in a campaign."""
     text = json.dumps(state, separators=(",", ":"), sort_keys=True, default=_jsonable)
-    conn.execute(_SAVE_STATE[conn.dialect.name], {"cid": campaign_id, "sid": subscriber_id, "state": text, "now": now})
+    _SAVE_STATE[conn.dialect.name].run(conn, {"cid": campaign_id, "sid": subscriber_id, "state": text, "now": now})
 
 
 def thaw(value: Any) -> Any:
@@ -270,8 +271,8 @@ def add_record(
             )
             .values(withdrawn=True)
         )
-    conn.execute(
-        _INSERT_RECORD,
+    _INSERT_RECORD.run(
+        conn,
         {
             "campaign_id": campaign_id,
             "subscriber_id": subscriber_id,
@@ -285,8 +286,12 @@ def add_record(
     )
 
 
-_INSERT_RECORD = sa.insert(campaign_records)
-_INSERT_FACT = sa.insert(profile_facts)
+_INSERT_RECORD = Prepared(
+    sa.insert(campaign_records), keys=("campaign_id", "subscriber_id", "mo_id", "kind", "key", "value", "recorded_at", "withdrawn")
+)
+_INSERT_FACT = Prepared(
+    sa.insert(profile_facts), keys=("campaign_id", "subscriber_id", "mo_id", "object", "attitude", "recorded_at")
+)
 
 
 def record_totals(conn: sa.Connection, campaign_id: int) -> list[RecordTotal]:
@@ -309,8 +314,8 @@ def add_fact(
     conn: sa.Connection, campaign_id: int, subscriber_id: int, mo_id: int | None, object_: str, attitude: str, now: float
 ) -> None:
     """Add an (object or event, attitude) pair to the subscriber's local profile for a campaign."""
-    conn.execute(
-        _INSERT_FACT,
+    _INSERT_FACT.run(
+        conn,
         {
             "campaign_id": campaign_id,
             "subscriber_id": subscriber_id,

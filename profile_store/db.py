@@ -69,7 +69,7 @@ def make_engine(url: str) -> Engine:
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = sa.create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": 30, "cached_statements": 1024},
         poolclass=StaticPool if memory else None,
     )
 
@@ -83,6 +83,7 @@ def make_engine(url: str) -> Engine:
             # stalling the writer; Store.run_writer checkpoints from another thread instead.
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from gatewayd.smpp.constants import MessageState
 from gatewayd.smpp.receipts import DeliveryReceipt, final_status
 from profile_store.locks import lock_key
+from profile_store.prepared import Prepared
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
@@ -94,7 +95,7 @@ _RECEIPT_EFFECT = {
     ),
 }
 _latest = mt_parts.alias("latest")
-_APPLY_BY_MESSAGE_ID = (
+_APPLY_BY_MESSAGE_ID = Prepared(
     sa.update(mt_parts)
     .where(
         _p.id
@@ -126,7 +127,11 @@ _PARTS_BY_CONTENT = (
     )
     .order_by(_p.id.desc())
 )
-_INSERT_EVENT = sa.insert(dlr_events).returning(_e.id)
+_INSERT_EVENT = Prepared(
+    sa.insert(dlr_events),
+    keys=("smsc", "smsc_message_id", "mt_part_id", "stat", "err", "message_state", "received_at", "matched", "recipient", "text"),
+    returning_id=True,
+)
 # Filtered on (smsc, smsc_message_id) alone so the index on those two columns is the one
 # used; the few rows an id has are filtered further in Python.
 _EVENTS_OF_ID = (
@@ -161,7 +166,7 @@ _SETTLED = sa.case(
     else_=sa.null(),
 )
 # NULL (nothing settled) never compares unequal, so such an MT is left alone.
-_REFRESH_MT = (
+_REFRESH_MT = Prepared(
     sa.update(mt_messages)
     .where(_m.id == sa.bindparam("b_mt_id"), _m.status.in_(_constants(*sorted(_SETTLEABLE_MT))), _SETTLED != _m.status)
     .values(status=_SETTLED, updated_at=sa.bindparam("b_now"))
@@ -216,7 +221,7 @@ def record_receipt(
     """
     lock_message_id(conn, smsc, message_id)
     effect = _effect(receipt, now)
-    part = conn.execute(_APPLY_BY_MESSAGE_ID, {"b_smsc": smsc, "b_message_id": message_id, **effect}).first()
+    part = _APPLY_BY_MESSAGE_ID.first(conn, {"b_smsc": smsc, "b_message_id": message_id, **effect})
     by_content = False
     if part is None and recipient and receipt.text:
         found = _match_by_content(conn, smsc, recipient, receipt.text, now - content_window)
@@ -237,7 +242,7 @@ def record_receipt(
         "recipient": recipient,
         "text": None if receipt.text is None else receipt.text[:32],
     }
-    event["id"] = conn.execute(_INSERT_EVENT, event).scalar_one()
+    event["id"] = _INSERT_EVENT.insert_id(conn, event)
     if part is None:
         return ReceiptRecorded.from_row(event)
     part_id, mt_id, part_status = part
@@ -297,7 +302,7 @@ def refresh_mt_status(conn: sa.Connection, mt_id: int, now: float) -> str:
         The MT's status afterwards.
     """
     params = {"b_mt_id": mt_id, "b_now": now}
-    changed = conn.execute(_REFRESH_MT, params).scalar_one_or_none()
+    changed = _REFRESH_MT.scalar(conn, params)
     if changed is not None:
         return str(changed)
     # Not settleable, not settled by its parts yet, or settled to what it already is.

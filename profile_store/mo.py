@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from gatewayd.smpp.constants import Tag
 from gatewayd.smpp.udh import ConcatInfo
 from profile_store.locks import lock_key
+from profile_store.prepared import Prepared
 from profile_store.schema import MO_STATUSES, mo_messages, mo_parts, subscribers
 from profile_store.subscribers import normalise_msisdn, upsert_statement
 from profile_store.values import MoPartStatus, MoStatus, MoStored, StoredMo
@@ -119,8 +120,8 @@ def _concat_key(msisdn: str, short_code: str, concat: ConcatInfo) -> str:
     return f"{msisdn}|{short_code}|{concat.method.value}|{concat.reference}|{concat.total}"
 
 
-# Every statement of the MO path is built once: SQLAlchemy then reuses its compiled form and
-# cache key, which costs far less than building a statement per MO.
+# Every statement of the MO path is built once; those every MO runs are Prepared (compiled
+# once per dialect, run on the DBAPI cursor).
 _MO_SELECT = sa.select(*mo_messages.c, subscribers.c.msisdn).join(
     subscribers, subscribers.c.id == mo_messages.c.subscriber_id
 )
@@ -130,8 +131,26 @@ _PENDING_MOS = (
     .order_by(mo_messages.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer))
 )
-_INSERT_MO = sa.insert(mo_messages)
-_INSERT_PART = sa.insert(mo_parts)
+_MO_COLUMNS = ("smsc", "subscriber_id", "short_code", "text", "data_coding", "parts", "complete", "received_at", "stored_at", "status")
+_PART_COLUMNS = (
+    "smsc",
+    "subscriber_id",
+    "short_code",
+    "dedupe_key",
+    "concat_key",
+    "part_index",
+    "part_total",
+    "esm_class",
+    "data_coding",
+    "payload",
+    "text",
+    "received_at",
+    "connection",
+    "status",
+    "mo_id",
+)
+_INSERT_MO = Prepared(sa.insert(mo_messages), keys=_MO_COLUMNS, returning_id=True)
+_INSERT_PART = Prepared(sa.insert(mo_parts), keys=_PART_COLUMNS, returning_id=True)
 
 
 def _twin_condition(late: bool) -> sa.ColumnElement[bool]:
@@ -165,7 +184,7 @@ _TWIN = {
 #: Records the sender as seen and returns its id, unless the part has a twin (no row then):
 #: a fresh part, the common case, costs one statement for both.
 _SUBSCRIBER_UNLESS_TWIN = {
-    (dialect, late): upsert_statement(dialect, unless=sa.exists().where(_twin_condition(late)))
+    (dialect, late): Prepared(upsert_statement(dialect, unless=sa.exists().where(_twin_condition(late))))
     for dialect in ("sqlite", "postgresql")
     for late in (False, True)
 }
@@ -253,7 +272,7 @@ def store_mo_part(
     stmt = _SUBSCRIBER_UNLESS_TWIN.get((conn.dialect.name, late))
     if stmt is None:
         raise NotImplementedError(f"store_mo_part does not support {conn.dialect.name}")
-    subscriber_id = conn.execute(stmt, params).scalar()
+    subscriber_id = stmt.scalar(conn, params)
     if subscriber_id is None:
         twin = int(conn.execute(_TWIN[late], params).scalar_one())
         return MoStored(duplicate=True, part_id=twin, mo=None)
@@ -277,11 +296,11 @@ def store_mo_part(
         row = _insert_mo(conn, values, complete=True, parts=1, text=part.text, received_at=part.received_at, now=now)
         values["status"] = MoPartStatus.ASSEMBLED.value
         values["mo_id"] = row["id"]
-        part_id = _inserted_id(conn.execute(_INSERT_PART, values))
+        part_id = _INSERT_PART.insert_id(conn, values)
         return MoStored(duplicate=False, part_id=part_id, mo=_stored_mo(row, msisdn))
     values["status"] = MoPartStatus.PENDING.value
     values["mo_id"] = None
-    part_id = _inserted_id(conn.execute(_INSERT_PART, values))
+    part_id = _INSERT_PART.insert_id(conn, values)
     assert concat_key is not None
     rows = _pending(conn, concat_key)
     by_index = _first_by_index(rows)
@@ -327,11 +346,6 @@ def _first_by_index(rows: Sequence[sa.RowMapping]) -> dict[int, sa.RowMapping]:
     return found
 
 
-def _inserted_id(result: sa.CursorResult[Any]) -> int:
-    # The cheapest way each dialect has: SQLite's lastrowid, PostgreSQL's implicit RETURNING.
-    return int(result.inserted_primary_key[0])
-
-
 def _insert_mo(
     conn: sa.Connection,
     first: Any,
@@ -359,7 +373,7 @@ def _insert_mo(
         "stored_at": now,
         "status": MoStatus.STORED.value,
     }
-    values["id"] = _inserted_id(conn.execute(_INSERT_MO, values))
+    values["id"] = _INSERT_MO.insert_id(conn, values)
     return values
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from gatewayd.smpp.text import ConcatMethod, split_text
 from profile_store.dlr import apply_held_by_content, apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
 from profile_store.mt_values import ClaimedMt, MtProgress, MtRequest, StoredMt, StoredMtPart
+from profile_store.prepared import Prepared
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
 
@@ -70,8 +71,30 @@ def _constants(*values: str) -> list[sa.ColumnElement[Any]]:
 # to run it, and a statement object reused keeps its compiled form and cache key.
 _m, _p = mt_messages.c, mt_parts.c
 
-_INSERT_MT = sa.insert(mt_messages).returning(_m.id)
-_INSERT_PARTS = sa.insert(mt_parts)
+_MT_INSERTED = (
+    "subscriber_id",
+    "source_addr",
+    "smsc",
+    "text",
+    "data_coding",
+    "concat_ref",
+    "parts_total",
+    "priority",
+    "registered_delivery",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "in_reply_to",
+    "campaign",
+    "claimed_by",
+    "claim_expires_at",
+    "created_at",
+    "updated_at",
+    "kind",
+)
+_INSERT_MT = Prepared(sa.insert(mt_messages), keys=_MT_INSERTED, returning_id=True)
+_INSERT_PARTS = Prepared(sa.insert(mt_parts), keys=("mt_id", "part_index", "status"))
 
 _SELECT_MT = (
     sa.select(*_MT_COLUMNS)
@@ -122,7 +145,7 @@ _SELECT_PENDING = (
 
 # Only a part no SMSC has yet is updated: a rerun, or a late answer to an attempt that was
 # already given up on, must not overwrite a receipt's outcome.
-_ACCEPT_PART = (
+_ACCEPT_PART = Prepared(
     sa.update(mt_parts)
     .where(
         _p.mt_id == sa.bindparam("b_mt_id"),
@@ -188,7 +211,7 @@ _SETTLE_UPDATE = (
 )
 _SETTLED_COLUMNS = (*_PROGRESS_COLUMNS, _ACCEPTED_PARTS.label("accepted"), _RECEIPTED_PARTS.label("receipted"))
 _SETTLE = _SETTLE_UPDATE.returning(*_SETTLED_COLUMNS)
-_SETTLE_ACCEPTED = _SETTLE_UPDATE.returning(*_SETTLED_COLUMNS, _RECEIPTS_OF_ID)
+_SETTLE_ACCEPTED = Prepared(_SETTLE_UPDATE.returning(*_SETTLED_COLUMNS, _RECEIPTS_OF_ID))
 
 _MT_EXISTS = sa.select(_m.id).where(_m.id == sa.bindparam("b_mt_id"))
 
@@ -232,8 +255,11 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
     # Splitting here (not only at send time) rejects unsendable text while the caller can
     # still be told, and fixes parts_total so part rows exist before the first attempt.
     parts = split_text(request.text, reference=concat_ref, method=ConcatMethod.UDH8, data_coding=request.data_coding)
-    msisdn = normalise_msisdn(request.msisdn)
-    subscriber_id = get_or_create_subscriber(conn, msisdn, now)
+    if request.subscriber_id is None:
+        msisdn = normalise_msisdn(request.msisdn)
+        subscriber_id = get_or_create_subscriber(conn, msisdn, now)
+    else:
+        msisdn, subscriber_id = request.msisdn, request.subscriber_id
     row = {
         "subscriber_id": subscriber_id,
         "source_addr": request.source_addr,
@@ -256,8 +282,8 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
         "updated_at": now,
         "kind": request.resolved_kind,
     }
-    mt_id = int(conn.execute(_INSERT_MT, row).scalar_one())
-    conn.execute(_INSERT_PARTS, [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
+    mt_id = _INSERT_MT.insert_id(conn, row)
+    _INSERT_PARTS.many(conn, [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
     # The row holds exactly what was inserted, so it is not read back.
     return StoredMt.from_row({**row, "id": mt_id, "msisdn": msisdn})
 
@@ -423,8 +449,8 @@ def part_accepted(
     # Before the part is written: a receipt for this id being stored by another node then
     # either committed first (and is found below) or finds the part once this commits.
     lock_message_id(conn, smsc, smsc_message_id)
-    accepted = conn.execute(
-        _ACCEPT_PART,
+    accepted = _ACCEPT_PART.first(
+        conn,
         {
             "b_mt_id": mt_id,
             "b_index": part_index,
@@ -433,7 +459,7 @@ def part_accepted(
             "b_submit_status": submit_status,
             "b_now": now,
         },
-    ).first()
+    )
     if accepted is None:
         accepted = conn.execute(_PART_ID, {"b_mt_id": mt_id, "b_index": part_index}).first()
         if accepted is None:
@@ -441,7 +467,7 @@ def part_accepted(
     part_id, uncertain = int(accepted.id), bool(accepted.uncertain)
     params = {"b_mt_id": mt_id, "b_now": now, "b_smsc": smsc, "b_message_id": smsc_message_id}
     status: str | None = None
-    row = conn.execute(_SETTLE_ACCEPTED, params).first()
+    row = _SETTLE_ACCEPTED.first(conn, params)
     if row is None:
         del params["b_now"]
         row = conn.execute(_SELECT_ACCEPT_PROGRESS, params).one()

@@ -29,6 +29,8 @@ class MtRequest:
         campaign: the campaign that sends it, for reports and for the consent check.
         kind: what the MT is to the privacy policy (``schema.MT_KINDS``); None means
             "response" for an MT with ``in_reply_to``, else "marketing".
+        subscriber_id: the recipient's id when the caller already holds it with ``msisdn``
+            as stored (a reply to an MO); None has the number normalised and looked up.
     """
 
     msisdn: str
@@ -41,6 +43,7 @@ class MtRequest:
     in_reply_to: int | None = None
     campaign: str | None = None
     kind: str | None = None
+    subscriber_id: int | None = None
 
     @property
     def resolved_kind(self) -> str:

@@ -29,6 +29,7 @@ from permissions.consent import (
     Scope,
     event_to_dict,
 )
+from profile_store.prepared import Prepared
 from profile_store.schema import (
     alert_subscriptions,
     audit_log,
@@ -319,19 +320,16 @@ def _participation_upsert(dialect: str) -> Any:
 
 # Built once: note_participation runs for every MO, and building an upsert costs more than
 # running it.
-_NOTE_PROFILE = {dialect: _profile_upsert(dialect) for dialect in _DIALECTS}
-_NOTE_CAMPAIGN = {dialect: _participation_upsert(dialect) for dialect in _DIALECTS}
+_NOTE_PROFILE = {dialect: Prepared(_profile_upsert(dialect)) for dialect in _DIALECTS}
+_NOTE_CAMPAIGN = {dialect: Prepared(_participation_upsert(dialect)) for dialect in _DIALECTS}
 
 
 def note_participation(conn: sa.Connection, subscriber_id: int, campaign_id: int | None, at: float, now: float) -> None:
     """Count one MO in the customer profile (and in ``customer_campaigns`` when it reached a campaign)."""
     dialect = conn.dialect.name
-    conn.execute(
-        _NOTE_PROFILE[dialect],
-        {"sid": subscriber_id, "at": at, "campaign_mos": 0 if campaign_id is None else 1, "now": now},
-    )
+    _NOTE_PROFILE[dialect].run(conn, {"sid": subscriber_id, "at": at, "campaign_mos": 0 if campaign_id is None else 1, "now": now})
     if campaign_id is not None:
-        conn.execute(_NOTE_CAMPAIGN[dialect], {"sid": subscriber_id, "cid": campaign_id, "at": at})
+        _NOTE_CAMPAIGN[dialect].run(conn, {"sid": subscriber_id, "cid": campaign_id, "at": at})
 
 
 _PROFILE = sa.select(customer_profiles).where(customer_profiles.c.subscriber_id == sa.bindparam("sid"))
