@@ -22,6 +22,7 @@ campaign sheets, whose directory is ``[gateway] campaigns_dir``).
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import math
 import os
@@ -781,7 +782,7 @@ class GatewayConfig:
         for short_code in self.short_codes:
             if short_code.code == code:
                 return short_code
-        return ShortCodeConfig(code=code)
+        return _default_short_code(code)
 
     def short_code_rules(self) -> tuple[ShortCodeRule, ...]:
         """The configured short codes as the routing table takes them."""
@@ -792,6 +793,12 @@ class GatewayConfig:
         """True when the bundled simulator should run: enabled, or "auto" with no SMSC."""
         enabled = self.simulator.enabled
         return enabled is True or (enabled == "auto" and not self.smscs)
+
+
+@functools.lru_cache(maxsize=1024)
+def _default_short_code(code: str) -> ShortCodeConfig:
+    """The defaults of a short code with no ``[[short_code]]`` (validated once per code, not per MO)."""
+    return ShortCodeConfig(code=code)
 
 
 # --- loading -------------------------------------------------------------------------------
