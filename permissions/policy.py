@@ -393,9 +393,13 @@ class Policy:
     #: The file it was read from ("" when built in code), for messages.
     source: str = ""
     _users: Mapping[str, DataUser] = attrs.field(init=False, repr=False, eq=False)
+    #: Answers already given by :meth:`may` (the policy never changes; the gateway asks the
+    #: same few questions for every MO).
+    _answers: dict[tuple[Any, ...], Decision] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_users", _index(self.data_users))
+        object.__setattr__(self, "_answers", {})
         known = {party.name for party in self.third_parties}
         for user in self.data_users:
             for rule in user.rules:
@@ -439,7 +443,13 @@ class Policy:
         does not permit. Unknown operation, category or purpose spellings raise ``ValueError``
         (they are bugs, not decisions).
         """
-        return self.decide(Request(user, operation, category, purpose, attribute))  # type: ignore[arg-type]
+        key = (user, operation, category, purpose, attribute)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self.decide(Request(user, operation, category, purpose, attribute))  # type: ignore[arg-type]
+            if len(self._answers) < 4096:
+                self._answers[key] = answer
+        return answer
 
     def may_message(self, owner: str, kind: MtKind | str) -> Decision:
         """The policy decision for sending an MT of ``kind`` for a campaign of ``owner``:

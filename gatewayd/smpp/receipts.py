@@ -60,6 +60,8 @@ class DeliveryReceipt:
 # extra vendor field ends the value before it instead of being glued onto it.
 _KEY = re.compile(r"(?:^|(?<=\s))(submit[ _\-]?date|done[ _\-]?date|[A-Za-z][A-Za-z0-9_\-]*)[ \t]*:", re.IGNORECASE)
 
+_SEPARATORS = re.compile(r"[ _\-]")
+
 _FIELD_NAMES = {
     "id": "id",
     "sub": "sub",
@@ -78,7 +80,7 @@ def _fields(text: str) -> dict[str, str]:
     found: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
     for n, match in enumerate(matches):
-        name = _FIELD_NAMES.get(re.sub(r"[ _\-]", "", match.group(1).lower()))
+        name = _FIELD_NAMES.get(_SEPARATORS.sub("", match.group(1).lower()))
         if name == "text":
             # The message text may itself contain "key:" words: nothing after it is a field.
             found.setdefault("text", text[match.end() :].strip())
