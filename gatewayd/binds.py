@@ -8,15 +8,19 @@ never in a tight loop. Whatever goes wrong inside one bind stays in its nursery.
 
 MTs go out through :meth:`SmscLink.submit`, which picks a bound transmitter, honours the
 per-SMSC rate cap and backs off when the SMSC answers ESME_RTHROTTLED or ESME_RMSGQFUL.
+Requests waiting for the rate cap go in priority order: a reply submitted while bulk MTs
+wait takes the next token.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import random
 from typing import Awaitable, Callable
 
+import attrs
 import structlog
 import trio
 
@@ -44,6 +48,19 @@ _THROTTLING = (CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL)
 
 class NoBind(GatewayError):
     """No bind of this SMSC can carry the request now (none is bound, or all are draining)."""
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    """A request waiting for the rate cap; ordered by priority, then arrival."""
+
+    priority: int
+    seq: int
+    #: Set when the waiter should look again: it became first in line, or the line changed.
+    nudged: trio.Event = attrs.Factory(trio.Event)
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return (self.priority, self.seq) < (other.priority, other.seq)
 
 
 def session_config_for(cfg: SmscConfig) -> SessionConfig:
@@ -111,6 +128,11 @@ class SmscLink:
         self._bound_changed = trio.Event()
         self._bucket = TokenBucket(cfg.max_mt_per_second, burst=max(1.0, min(cfg.max_mt_per_second, float(cfg.window))), now=trio.current_time())
         self._penalty = Penalty()
+        # Requests waiting for the rate cap (a heap), and the send time the bucket gave the
+        # first of them; the others hold no place in the bucket until they are first.
+        self._waiting: list[_Waiter] = []
+        self._slot: float | None = None
+        self._arrivals = itertools.count()
         self._cancel_scope = trio.CancelScope()
         self._draining = False
         self._turn = itertools.count()
@@ -230,10 +252,11 @@ class SmscLink:
             raise NoBind(f"{self.cfg.name}: no transmitter bound" if not self._draining else f"{self.cfg.name}: draining")
         return candidates[next(self._turn) % len(candidates)]
 
-    async def submit(self, pdu: Pdu, *, max_throttled: int = 5) -> Pdu:
+    async def submit(self, pdu: Pdu, *, max_throttled: int = 5, priority: int = 0) -> Pdu:
         """Send an MT request (submit_sm or data_sm) and return the SMSC's final answer.
 
-        Waits for the rate cap and any throttling pause first. An ESME_RTHROTTLED or
+        Waits for the rate cap and any throttling pause first; waiting requests go in order of
+        ``priority`` (lower first, as in the outbox), then of arrival. An ESME_RTHROTTLED or
         ESME_RMSGQFUL answer pauses this SMSC's MT traffic (doubling each time) and the same
         request is tried again, up to ``max_throttled`` times.
 
@@ -242,7 +265,7 @@ class SmscLink:
             ConnectionGone, ResponseTimeout: as :meth:`SmppConnection.request`.
         """
         for attempt in itertools.count():
-            await self._pace()
+            await self._pace(priority)
             response = await self._transmitter().request(pdu)
             if response.command_status not in _THROTTLING or attempt >= max_throttled:
                 if response.ok:
@@ -252,9 +275,41 @@ class SmscLink:
             log.warning("smsc_throttled", status=describe_status(response.command_status), pause=pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _pace(self) -> None:
-        now = trio.current_time()
-        wait = max(self._penalty.wait(now), self._bucket.reserve(now))
-        if wait > 0:
-            await trio.sleep(wait)
+    async def _pace(self, priority: int) -> None:
+        """Wait until the rate cap and any throttling pause let this request go.
+
+        Only the first waiter in line takes a token from the bucket (borrowing it if need
+        be) and sleeps until its time; a more urgent request arriving meanwhile becomes first
+        and inherits that time, so it never queues behind tokens handed out to bulk traffic.
+        """
+        me = _Waiter(priority, next(self._arrivals))
+        heapq.heappush(self._waiting, me)
+        self._nudge_first()
+        try:
+            while True:
+                me.nudged = trio.Event()
+                if self._waiting[0] is not me:
+                    await me.nudged.wait()
+                    continue
+                now = trio.current_time()
+                if self._slot is None:
+                    self._slot = now + self._bucket.reserve(now)
+                ready = max(self._slot, self._penalty.until)
+                if ready <= now:
+                    self._slot = None
+                    heapq.heappop(self._waiting)
+                    self._nudge_first()
+                    return
+                with trio.move_on_at(ready):
+                    await me.nudged.wait()
+        except BaseException:
+            if me in self._waiting:
+                self._waiting.remove(me)
+                heapq.heapify(self._waiting)
+                self._nudge_first()
+            raise
+
+    def _nudge_first(self) -> None:
+        if self._waiting:
+            self._waiting[0].nudged.set()
 

@@ -4,7 +4,8 @@ MTs wait in the store's outbox (``mt_messages``) until a node claims them with a
 (:func:`profile_store.mt.claim_due`). :class:`Outbox` claims a batch, sends each MT in a
 task of its own over an :class:`~gatewayd.binds.SmscLink` and records every part the SMSC
 accepts, then sleeps until :meth:`Outbox.wake` or the next sweep. Replies to subscribers
-(priority 0) are claimed before bulk traffic.
+(priority 0) are claimed before bulk traffic, and once claimed they also go first for a
+slot of their link and for its rate cap, so bulk MTs claimed earlier never hold them up.
 
 Bounds: an MT task holds one slot of its link for all its parts, and a link has as many
 slots as its window, so the window is never oversubscribed by the outbox; the node as a
@@ -20,12 +21,15 @@ retry may duplicate it, which ``possibly_duplicated`` counts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import heapq
 import itertools
 import time
 import weakref
-from typing import Callable, Mapping
+from typing import AsyncIterator, Callable, Mapping
 
+import attrs
 import structlog
 import trio
 
@@ -60,6 +64,57 @@ NO_BIND = "no bind"
 
 #: Tries at storing an accepted part before the outcome is given up (and the MT resent later).
 ACCEPT_STORE_ATTEMPTS = 6
+
+
+@attrs.define(eq=False)
+class _SlotWaiter:
+    """An MT waiting for a slot of its link; ordered by priority, then arrival."""
+
+    priority: int
+    seq: int
+    granted: trio.Event = attrs.Factory(trio.Event)
+
+    def __lt__(self, other: _SlotWaiter) -> bool:
+        return (self.priority, self.seq) < (other.priority, other.seq)
+
+
+class _LinkSlots:
+    """The slots of one link (its window), handed out by priority (lower first), then in turn."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.used = 0
+        self._waiting: list[_SlotWaiter] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int) -> AsyncIterator[None]:
+        """Hold a slot for the body of the ``async with``, waiting for one if need be."""
+        if self.used < self.total and not self._waiting:
+            self.used += 1
+        else:
+            me = _SlotWaiter(priority, next(self._arrivals))
+            heapq.heappush(self._waiting, me)
+            try:
+                await me.granted.wait()
+            except BaseException:
+                if me.granted.is_set():
+                    self._release()
+                else:
+                    self._waiting.remove(me)
+                    heapq.heapify(self._waiting)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._waiting:
+            # The slot passes straight to the next waiter: nobody can take it meanwhile.
+            heapq.heappop(self._waiting).granted.set()
+        else:
+            self.used -= 1
 
 
 class _Failure(Exception):
@@ -127,9 +182,9 @@ class Outbox:
         self._refs = refs if refs is not None else ConcatReferences(8)
         self._clock = clock
         self._slots = trio.CapacityLimiter(max(1, max_in_flight if max_in_flight is not None else batch))
-        # One limiter per link object: a reload replaces the link and so gets a fresh one
-        # sized to the new window; the old one goes with the old link.
-        self._link_slots: weakref.WeakKeyDictionary[SmscLink, trio.CapacityLimiter] = weakref.WeakKeyDictionary()
+        # Slots per link object: a reload replaces the link and so gets fresh ones sized to
+        # the new window; the old ones go with the old link.
+        self._link_slots: weakref.WeakKeyDictionary[SmscLink, _LinkSlots] = weakref.WeakKeyDictionary()
         self._turn = itertools.count()
         self._wakeup = trio.Event()
         self._stopping = False
@@ -267,18 +322,18 @@ class Outbox:
             return None
         return candidates[next(self._turn) % len(candidates)]
 
-    def _link_limiter(self, link: SmscLink) -> trio.CapacityLimiter:
-        limiter = self._link_slots.get(link)
-        if limiter is None:
-            limiter = self._link_slots[link] = trio.CapacityLimiter(max(1, link.cfg.window))
-        return limiter
+    def _link_limiter(self, link: SmscLink) -> _LinkSlots:
+        slots = self._link_slots.get(link)
+        if slots is None:
+            slots = self._link_slots[link] = _LinkSlots(link.cfg.window)
+        return slots
 
     async def _send(self, mt: ClaimedMt) -> None:
         link = self._pick_link(mt)
         try:
             if link is None:
                 raise _Failure(NO_BIND, temporary=True, count_attempt=False)
-            async with self._link_limiter(link):
+            async with self._link_limiter(link).hold(mt.priority):
                 progress = await self._send_parts(mt, link)
         except _Failure as failure:
             await self._record_failure(mt, failure, link)
@@ -360,7 +415,7 @@ class Outbox:
             registered_delivery=1 if mt.registered_delivery else 0,
         )
         try:
-            response = await link.submit(pdu)
+            response = await link.submit(pdu, priority=mt.priority)
         except NoBind:
             raise _Failure(NO_BIND, temporary=True, count_attempt=False) from None
         except ResponseTimeout:

@@ -217,9 +217,9 @@ class SmscSimulator:
         self.stats["submits_accepted"] += 1
         self.stats[f"submits_accepted:{conn.name}"] += 1
         if self.delivery_receipts and pdu.registered_delivery & 0x03 and self._nursery is not None:
-            self._nursery.start_soon(self._send_receipt, pdu, message_id, self._clock())
+            self._nursery.start_soon(self._send_receipt, conn, pdu, message_id, self._clock())
 
-    async def _send_receipt(self, pdu: SubmitSm | DataSm, message_id: str, submitted: dt.datetime) -> None:
+    async def _send_receipt(self, conn: SmppConnection, pdu: SubmitSm | DataSm, message_id: str, submitted: dt.datetime) -> None:
         if self.receipt_delay:
             await trio.sleep(self.receipt_delay)
         text = decode_short_message(pdu.short_message if isinstance(pdu, SubmitSm) else pdu.payload, pdu.data_coding)
@@ -241,7 +241,7 @@ class SmscSimulator:
         # Like an operator SMSC, keep a receipt until the ESME acknowledges it.
         for _ in range(self.receipt_attempts):
             try:
-                response = await self.deliver(receipt)
+                response = await self._receiver(prefer=conn).request(receipt)
             except (ConnectionGone, ResponseTimeout, LookupError):
                 response = None
             if response is not None and response.ok:
@@ -262,8 +262,13 @@ class SmscSimulator:
         while len(self.connections) < count:
             await self._bound_changed.wait()
 
-    def _receiver(self) -> SmppConnection:
-        candidates = [c for c in self.connections if not c.closed and c.session.mode in (BindMode.RECEIVER, BindMode.TRANSCEIVER)]
+    def _receiver(self, prefer: SmppConnection | None = None) -> SmppConnection:
+        """``prefer`` when it is bound and can receive (a receipt goes back over the bind its
+        message came in on), else the next receiver in turn."""
+        receiving = (BindMode.RECEIVER, BindMode.TRANSCEIVER)
+        if prefer is not None and prefer in self.connections and not prefer.closed and prefer.session.mode in receiving:
+            return prefer
+        candidates = [c for c in self.connections if not c.closed and c.session.mode in receiving]
         if not candidates:
             raise LookupError("no ESME is bound as receiver or transceiver")
         self._rr = (self._rr + 1) % len(candidates)

@@ -115,6 +115,36 @@ async def test_rate_cap_spaces_submits(nursery: trio.Nursery, simulator: SmscSim
     assert trio.current_time() - started >= (50 - 10) / 10.0
 
 
+async def test_a_reply_waiting_for_the_rate_cap_goes_before_bulk_queued_earlier(
+    nursery: trio.Nursery, simulator: SmscSimulator, autojump_clock: object
+) -> None:
+    """Bulk MTs (priority 10) fill the rate cap; a reply (priority 0) submitted later takes the next token."""
+    link = _link(simulator, nursery, max_mt_per_second=10.0, window=10)
+    await nursery.start(link.run)
+    await link.wait_bound()
+    order: list[str] = []
+    done: dict[str, float] = {}
+
+    async def send(name: str, priority: int) -> None:
+        await link.submit(_mt(name.encode()), priority=priority)
+        order.append(name)
+        done[name] = trio.current_time()
+
+    async with trio.open_nursery() as senders:
+        for i in range(40):
+            senders.start_soon(send, f"bulk{i}", 10)
+        await trio.sleep(1.05)
+        sent_before_reply = len(order)
+        reply_asked = trio.current_time()
+        senders.start_soon(send, "reply", 0)
+    # The burst and the first second's tokens went to bulk; the reply was next after that,
+    # within one token's spacing, not behind the 40 - 20 bulk MTs still waiting.
+    assert 10 <= sent_before_reply < 40
+    assert order.index("reply") <= sent_before_reply + 1
+    assert simulator.stats["submits_accepted"] == 41
+    assert done["reply"] - reply_asked <= 0.2
+
+
 async def test_window_bounds_outstanding_submits(nursery: trio.Nursery, simulator: SmscSimulator, autojump_clock: object) -> None:
     """No more than `window` submits are ever outstanding, however many callers submit at once."""
     link = _link(simulator, nursery, window=3, max_mt_per_second=1000.0)
