@@ -301,7 +301,7 @@ class Dispatcher:
         started = trio.current_time()
         try:
             # The references are only ever handed out on the writer thread, one unit at a time.
-            outcomes = await self.store.write(process_mos, batch, self._clock(), self.processor, self._refs.next)
+            outcomes = await self.store.write_first(process_mos, batch, self._clock(), self.processor, self._refs.next)
         except StoreUnavailable as exc:
             # Still 'stored': the next sweep tries again.
             log.warning("mo_processing_deferred", mo_ids=[mo.id for mo in batch], error=str(exc))

@@ -23,7 +23,7 @@ from gatewayd.smpp.errors import LocalProtocolError
 from gatewayd.smpp.pdus import AlertNotification, DataSm, DeliverSm, Pdu, find_tlv
 from gatewayd.smpp.text import decode_short_message
 from gatewayd.smpp.udh import ConcatInfo, concat_info
-from gatewayd.smpp.receipts import normalise_message_id, parse_receipt
+from gatewayd.smpp.receipts import DeliveryReceipt, normalise_message_id, parse_receipt
 from gatewayd.transport import SmppConnection
 from profile_store.db import Store, StoreUnavailable
 from profile_store.dlr import record_receipt
@@ -60,24 +60,36 @@ class InboundMessage:
     pdu: Pdu = attrs.field(repr=False, eq=False)
     #: The connection it arrived on (:attr:`SmppConnection.connection_id`); "" when unknown.
     connection: str = ""
+    #: A receipt's fields, parsed once when decoded (see :attr:`receipt`).
+    parsed: DeliveryReceipt | None = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def receipt(self) -> DeliveryReceipt:
+        """The fields of a delivery receipt (all None for a message that is none)."""
+        if self.parsed is not None:
+            return self.parsed
+        return parse_receipt(self.text, self.pdu.tlvs if isinstance(self.pdu, (DeliverSm, DataSm)) else ())
 
     @classmethod
     def from_pdu(cls, pdu: DeliverSm | DataSm, *, smsc: str, now: dt.datetime, connection: str = "") -> "InboundMessage":
         """Decode a deliver_sm or data_sm; never raises on odd content."""
         info, user_data = concat_info(esm_class=pdu.esm_class, payload=pdu.payload, tlvs=pdu.tlvs)
         receipted = find_tlv(pdu.tlvs, Tag.RECEIPTED_MESSAGE_ID)
+        is_receipt = isinstance(pdu, DeliverSm) and pdu.is_receipt
+        text = decode_short_message(user_data, pdu.data_coding)
         return cls(
             smsc=smsc,
             source_addr=pdu.source_addr,
             destination_addr=pdu.destination_addr,
-            text=decode_short_message(user_data, pdu.data_coding),
+            text=text,
             data_coding=pdu.data_coding,
             concat=info,
-            is_receipt=isinstance(pdu, DeliverSm) and pdu.is_receipt,
+            is_receipt=is_receipt,
             receipted_message_id=None if receipted is None else receipted.rstrip(b"\x00").decode("latin-1"),
             received_at=now,
             pdu=pdu,
             connection=connection,
+            parsed=parse_receipt(text, pdu.tlvs) if is_receipt else None,
         )
 
 
@@ -150,7 +162,7 @@ class StoreAccept:
             connection=message.connection or None,
         )
         try:
-            stored = await self.store.write(
+            stored = await self.store.write_first(
                 store_mo_part,
                 part,
                 self._clock(),
@@ -168,14 +180,14 @@ class StoreAccept:
             self._on_mo(stored.mo)
 
     async def _receipt(self, message: InboundMessage) -> None:
-        receipt = parse_receipt(message.text, message.pdu.tlvs if isinstance(message.pdu, (DeliverSm, DataSm)) else ())
+        receipt = message.receipt
         message_id = normalise_message_id(receipt.message_id or "", self._format(message.smsc), from_receipt=True)
         pdu = message.pdu
         try:
             recipient: str | None = normalise_msisdn(message.source_addr, ton=getattr(pdu, "source_addr_ton", 1), default_region=self.settings.default_region)
         except InvalidNumber:
             recipient = None
-        recorded = await self.store.write(record_receipt, message.smsc, receipt, message_id, self._clock(), recipient=recipient)
+        recorded = await self.store.write_first(record_receipt, message.smsc, receipt, message_id, self._clock(), recipient=recipient)
         if not recorded.matched:
             log.info("receipt_held", smsc=message.smsc, message_id=message_id, stat=receipt.stat)
         elif recorded.by_content:

@@ -270,7 +270,7 @@ class Outbox:
             if free > 0:
                 self._claiming = True
                 try:
-                    claimed = await self.store.write(
+                    claimed = await self.store.write_first(
                         functools.partial(
                             claim_due, node=self.node, now=self._clock(), limit=free, lease=self.lease, screen=self.screen
                         )
@@ -378,9 +378,11 @@ class Outbox:
 
     async def _record_accepted(self, mt: ClaimedMt, index: int, smsc: str, message_id: str) -> MtProgress:
         """Store that the SMSC accepted a part, trying hard: failing here means sending it twice."""
+        # A reply's outcome goes ahead of bulk work: its link slot is free again only then.
+        write = self.store.write_first if mt.priority == 0 else self.store.write
         for attempt in range(ACCEPT_STORE_ATTEMPTS):
             try:
-                return await self.store.write(
+                return await write(
                     part_accepted,
                     mt_id=mt.id,
                     part_index=index,

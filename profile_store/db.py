@@ -14,6 +14,7 @@ under trio's event loop; see the README.
 
 from __future__ import annotations
 
+import collections
 import functools
 import random
 import time
@@ -103,6 +104,8 @@ class _RetryIsolated(Exception):
 class _Unit:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
+    #: Written ahead of other units (:meth:`Store.write_first`).
+    first: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -114,13 +117,18 @@ class Store:
     Args:
         engine: from :func:`make_engine`.
         max_batch: the most units one commit carries.
+        max_later: the most :meth:`Store.write` units a commit carries along with
+            :meth:`Store.write_first` ones (bulk work waits rather than delay a subscriber).
         queue_size: units that may wait for the writer before :meth:`write` blocks its caller.
         readers: how many reads may run at once.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 200, queue_size: int = 10_000, readers: int = 4) -> None:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 200, max_later: int = 32, queue_size: int = 10_000, readers: int = 4
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.max_later = max_later
         self._send, self._receive = trio.open_memory_channel[_Unit](queue_size)
         self._writer_limiter = trio.CapacityLimiter(1)
         self._reader_limiter = trio.CapacityLimiter(readers)
@@ -177,13 +185,29 @@ class Store:
             conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
 
     async def _write_batches(self) -> None:
-        async for first in self._receive:
-            batch = [first]
-            while len(batch) < self.max_batch:
+        first: collections.deque[_Unit] = collections.deque()
+        later: collections.deque[_Unit] = collections.deque()
+        closed = False
+        while not closed or first or later:
+            if not first and not later:
                 try:
-                    batch.append(self._receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
+                    unit = await self._receive.receive()
+                except trio.EndOfChannel:
+                    return
+                (first if unit.first else later).append(unit)
+            # Everything waiting, sorted into the two lanes (each caller has one unit out).
+            while len(first) + len(later) < 8 * self.max_batch:
+                try:
+                    unit = self._receive.receive_nowait()
+                except trio.WouldBlock:
                     break
+                except trio.EndOfChannel:
+                    closed = True
+                    break
+                (first if unit.first else later).append(unit)
+            batch = [first.popleft() for _ in range(min(len(first), self.max_batch))]
+            room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
+            batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
             # Not cancellable: a commit that started finishes, so its callers' outcome is known.
             started = time.perf_counter()
             await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
@@ -193,15 +217,24 @@ class Store:
                 unit.done.set()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(conn, *args, **kwargs)`` in the next group commit; return its result once committed.
+        """Run ``fn(conn, *args, **kwargs)`` in a coming group commit; return its result once committed.
 
         Raises:
             StoreUnavailable: the batch could not be committed (the unit's effects are not stored).
             Exception: whatever ``fn`` raised (its effects are rolled back; the batch commits).
         """
+        return await self._write(False, fn, args, kwargs)
+
+    async def write_first(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like :meth:`write`, for a unit a subscriber is waiting on (storing an MO, deciding
+        about it, claiming its reply): it goes into the next commit ahead of bulk work, which
+        takes at most ``max_later`` units of a commit that carries such units."""
+        return await self._write(True, fn, args, kwargs)
+
+    async def _write(self, first: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         if not self._running:
             raise StoreUnavailable("the store writer is not running")
-        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args)
+        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args, first)
         await self._send.send(unit)
         await unit.done.wait()
         if unit.error is not None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 import trio
+import trio.testing
 
 from profile_store.db import Store, StoreUnavailable
 from profile_store.schema import subscribers
@@ -68,3 +71,31 @@ async def test_unreachable_database_reports_unavailable(nursery: trio.Nursery, t
         await s.write(_insert, "+306900000010")
     with pytest.raises(StoreUnavailable):
         await s.read(_count)
+
+
+async def test_a_write_first_unit_overtakes_queued_bulk_units(store: Store) -> None:
+    """With 100 ordinary units queued behind a commit in flight, a write_first unit goes into the
+    very next commit, which carries at most max_later of the ordinary ones; none is starved."""
+    gate = threading.Event()
+    commit_of: dict[str, int] = {}
+
+    def hold(conn: sa.Connection) -> None:
+        gate.wait(10)
+
+    def note(conn: sa.Connection, name: str) -> None:
+        commit_of[name] = store.commits
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.write, hold)
+        await trio.testing.wait_all_tasks_blocked()
+        for n in range(100):
+            nursery.start_soon(store.write, note, f"bulk{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(store.write_first, note, "urgent")
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+    urgent = commit_of["urgent"]
+    with_urgent = [name for name, commit in commit_of.items() if commit == urgent and name != "urgent"]
+    assert len(with_urgent) <= store.max_later
+    assert all(commit_of[f"bulk{n}"] >= urgent for n in range(100))
+    assert len(commit_of) == 101
