@@ -28,8 +28,6 @@ from gatewayd import __version__
 from gatewayd.control import ControlError, ControlServer
 from gatewayd.metrics import Metrics, MetricsSnapshot, serve_metrics
 from gatewayd.notify import run_watchdog, watchdog_interval
-from gatewayd.smpp.pdus import DeliverSm, DataSm
-from gatewayd.smpp.receipts import parse_receipt
 from profile_store.db import StoreError
 from profile_store.mt import outbox_counts
 
@@ -94,11 +92,7 @@ class Operations:
         self._changed.set()
 
     def _observe_message(self, message: "InboundMessage", status: int, elapsed: float) -> None:
-        stat = None
-        if message.is_receipt:
-            pdu = message.pdu
-            tlvs = pdu.tlvs if isinstance(pdu, (DeliverSm, DataSm)) else ()
-            stat = parse_receipt(message.text, tlvs).stat
+        stat = message.receipt.stat if message.is_receipt else None
         self.metrics.observe_message(is_receipt=message.is_receipt, stat=stat, status=status, elapsed=elapsed)
 
     async def run(self, *, task_status: trio.TaskStatus["Operations"] = trio.TASK_STATUS_IGNORED) -> None:

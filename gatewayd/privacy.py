@@ -279,7 +279,10 @@ def _pace(conn: sa.Connection, mts: list[tuple[ClaimedMt, DeliveryRules]], now: 
         for sid, at in rows:
             sent.setdefault(int(sid), []).append(float(at))
     for mt, rules in mts:
-        until = next_allowed(now, zone_for(mt.msisdn, override=rules.zone, default=rules.default_zone), rules.window)
+        if rules.window.always:
+            until = now
+        else:
+            until = next_allowed(now, zone_for(mt.msisdn, override=rules.zone, default=rules.default_zone), rules.window)
         if until > now:
             held[mt.id] = until
             continue
