@@ -1,10 +1,10 @@
-"""Multicast materialisation: a segment selected and written into the outbox in one transaction.
+"""Multicast: a segment materialised into the outbox, and the rate at which the outbox sends it.
 
-A fresh database (a SQLite file in a temporary directory, or a scratch schema of the
-PostgreSQL server given with ``--postgres``) is bulk-loaded with N subscribers, each with a
-customer profile (last MO within the past 30 days) and a marketing opt-in for the campaign in
-the consent ledger; one in 20 then sent STOP to the short code and one in 25 withdrew the
-marketing opt-in. A campaign row and a ``sends`` row are created, then
+Materialisation (the default): a fresh database (a SQLite file in a temporary directory, or a
+scratch schema of the PostgreSQL server given with ``--postgres``) is bulk-loaded with N
+subscribers, each with a customer profile (last MO within the past 30 days) and a marketing
+opt-in for the campaign in the consent ledger; one in 20 then sent STOP to the short code and
+one in 25 withdrew the marketing opt-in. A campaign row and a ``sends`` row are created, then
 :func:`profile_store.segments.materialise_send` runs for the segment "opted in, seen within 90
 days" in one transaction: a ``send_recipients`` row per subscriber, and an MT with its part
 rows per queued one. Loading and materialising are timed separately.
@@ -18,25 +18,68 @@ Target: a segment of 1M materialised in under 30 s on SQLite on this machine (2 
     python bench/multicast.py --subscribers 100000   # a shorter run
     python bench/multicast.py --parts 2              # a two-part message (two mt_parts per MT)
     python bench/multicast.py --postgres postgresql://postgres@127.0.0.1:5432/test
+
+Submit rate (``--submit``): N subscribers, each opted in to the owner's marketing under the
+keyed number hash the consent check at submit time uses, and one send to all of them
+materialised into the outbox by :func:`~profile_store.segments.materialise_send` (N marketing
+MTs of a multicast campaign with no quiet hours).
+The daemon (:func:`gatewayd.app.serve`, in this process: outbox, privacy screen, SMSC links,
+receipt ingest) then sends them over K binds, one SMSC each with no rate cap, to the SMSC
+simulator (in a process of its own, or in this one with ``--in-process-simulator``), which
+answers at once and sends a delivery receipt for each a second later (``--receipt-delay``:
+operator SMSCs report delivery after the submit_sm_resp; with 0 every receipt races its
+response and most are held until the response's id is stored).
+
+Reported: submit_sm accepted per second (from the first accepted to the last, and sustained:
+between the 10th and 90th percentile), receipts matched per second, queue -> submit_sm_resp
+latency p50/p99 (every MT is queued before the daemon starts, so this is the queue position),
+the store writer's commits and how busy it was, and receipts left unmatched. With
+``--profile``, the busiest functions of the event loop and of the store writer thread.
+
+Target: >= 5,000 MT/s across binds when rate caps allow it.
+
+    python bench/multicast.py --submit                          # 50,000 MTs over 2 binds, SQLite
+    python bench/multicast.py --submit --mts 200000 --binds 4
+    python bench/multicast.py --submit --postgres postgresql://postgres@127.0.0.1:5432/test
+    python bench/multicast.py --submit --mts 20000 --profile    # where the time goes
+    python bench/multicast.py --submit --receipt-delay 0        # receipts racing their responses
+    python bench/multicast.py --submit --in-process-simulator   # one process, one GIL for both sides
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import functools
+import io
+import pstats
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Iterator
 
 import sqlalchemy as sa
+import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from profile_store.db import make_engine, normalise_url  # noqa: E402
-from profile_store.schema import campaigns, metadata, mt_parts, sends  # noqa: E402
+from gatewayd.app import Gateway, prepare_store, serve  # noqa: E402
+from gatewayd.config import GatewayConfig, load_config  # noqa: E402
+from gatewayd.logging import configure_logging  # noqa: E402
+from gatewayd.privacy import PrivacyKeys, load_key  # noqa: E402
+from gatewayd.simulator.smsc import SmscSimulator  # noqa: E402
+from permissions.obligations import keyed_number_hash  # noqa: E402
+from profile_store.campaigns import CampaignRow, ensure_campaigns  # noqa: E402
+from profile_store.db import Store, make_engine, normalise_url  # noqa: E402
+from profile_store.mt import outbox_counts  # noqa: E402
+from profile_store.schema import campaigns, consent_events, dlr_events, metadata, mt_messages, mt_parts, sends  # noqa: E402
 from profile_store.segments import Segment, SendTarget, materialise_send  # noqa: E402
+from stats import percentile  # noqa: E402
 
 CAMPAIGN = "bench-alerts"
 OWNER = "Bench"
@@ -71,6 +114,26 @@ LEDGER = (
     "FROM subscribers AS s WHERE s.id % :every = 0"
 )
 
+
+
+def new_send(conn: sa.Connection, campaign_id: int, text: str, status: str, now: float) -> int:
+    """A ``sends`` row named "bench" for the campaign; its id."""
+    return int(
+        conn.execute(
+            sa.insert(sends)
+            .values(
+                campaign_id=campaign_id,
+                name="bench",
+                text=text,
+                status=status,
+                scheduled_at=now,
+                targeted=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(sends.c.id)
+        ).scalar_one()
+    )
 
 def load(engine: sa.Engine, count: int, now: float) -> tuple[int, int]:
     """Bulk-load the subscribers, profiles, ledger, campaign and send; returns (campaign id, send id)."""
@@ -107,20 +170,7 @@ def load(engine: sa.Engine, count: int, now: float) -> tuple[int, int]:
             .values(name=CAMPAIGN, owner=OWNER, module="alerts", short_code=SHORT_CODE, created_at=now, updated_at=now)
             .returning(campaigns.c.id)
         ).scalar_one()
-        send_id = conn.execute(
-            sa.insert(sends)
-            .values(
-                campaign_id=campaign_id,
-                name="bench",
-                text="x",
-                status="running",
-                scheduled_at=now,
-                targeted=0,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(sends.c.id)
-        ).scalar_one()
+        send_id = new_send(conn, campaign_id, "x", "running", now)
     if dialect == "sqlite":
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -159,6 +209,325 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
     engine.dispose()
 
 
+# --- the submit rate ------------------------------------------------------------------------
+
+SUBMIT_CAMPAIGN = "bench-offers"
+#: Every MT of the submit run carries this text: one GSM part.
+SUBMIT_TEXT = "Bench: 2 for 1 on summer shoes this weekend. Reply OFFER for a voucher."
+#: A run fails when no MT was submitted or settled for this many seconds.
+STALL_TIMEOUT = 60.0
+
+SHEET = f"""
+name = "{SUBMIT_CAMPAIGN}"
+owner = "{OWNER}"
+module = "multicast"
+project_type = "mobile-marketing"
+content = "advertising"
+short_code = "{SHORT_CODE}"
+keywords = ["OFFER"]
+[settings]
+text = "{SUBMIT_TEXT}"
+quiet_hours = "00:00-00:00"
+"""
+
+POLICY = f"""
+[[data_user]]
+name = "{OWNER}"
+[[data_user.rule]]
+operations = ["read", "write"]
+categories = ["contact", "participation", "profile"]
+purposes = ["response", "marketing"]
+"""
+
+CONFIG = """
+[gateway]
+state_dir = "{state}"
+campaigns_dir = "{campaigns}"
+campaigns_poll_interval = 0
+log_level = "warning"
+log_format = "json"
+node = "bench"
+drain_timeout = 5
+[store]
+url = "{url}"
+[simulator]
+enabled = false
+[control]
+enabled = false
+[privacy]
+obligations_interval = 0
+"""
+
+SMSC = """
+[[smsc]]
+name = "bind{n}"
+host = "127.0.0.1"
+port = {port}
+system_id = "bench"
+password = "bench"
+short_codes = ["{short_code}"]
+window = {window}
+max_mt_per_second = 1000000
+"""
+
+
+def write_config(directory: Path, url: str, port: int, args: argparse.Namespace) -> GatewayConfig:
+    """The daemon's configuration, its one multicast sheet and its policy, under ``directory``."""
+    (directory / "campaigns.d").mkdir()
+    (directory / "campaigns.d" / "offers.toml").write_text(SHEET, encoding="utf-8")
+    (directory / "policy.toml").write_text(POLICY, encoding="utf-8")
+    text = CONFIG.format(state=directory / "state", campaigns=directory / "campaigns.d", url=url)
+    text += "".join(SMSC.format(n=n, port=port, short_code=SHORT_CODE, window=args.window) for n in range(1, args.binds + 1))
+    path = directory / "gatewayd.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def seed_outbox(config: GatewayConfig, count: int, now: float) -> tuple[int, float]:
+    """Subscribers 1..count, each opted in to the owner's marketing under the daemon's keyed
+    number hash, then one send materialised for all of them; returns (send id, seconds)."""
+    prepare_store(config)
+    keys = PrivacyKeys.derive(load_key(config.key_path))
+    engine = make_engine(config.store.url)
+    dialect = engine.dialect.name
+    opt_in = {
+        "subscriber_id": None,
+        "event": "opt_in",
+        "purpose": "marketing",
+        "scope_kind": "owner",
+        "scope_short_code": "",
+        "scope_owner": OWNER,
+        "scope_campaign": "",
+        "at": now - 100 * DAY,
+        "short_code": SHORT_CODE,
+        "keyword": "JOIN",
+        "mo_id": None,
+        "note": "",
+        "expires_at": None,
+        "recorded_at": now,
+    }
+    rows = []
+    for i in range(1, count + 1):
+        number = f"+3069{i:08d}"
+        rows.append({**opt_in, "subscriber_id": i, "number_hash": keyed_number_hash(keys.number, number)})
+    with engine.begin() as conn:
+        subscribers = SUBSCRIBERS.format(msisdn=MSISDN[dialect], numbers=NUMBERS[dialect])
+        conn.execute(sa.text(subscribers), {"t0": now, "count": count})
+        conn.execute(sa.insert(consent_events), rows)
+        ids = ensure_campaigns(conn, [CampaignRow(SUBMIT_CAMPAIGN, OWNER, "multicast", SHORT_CODE)], now)
+        send_id = new_send(conn, ids[SUBMIT_CAMPAIGN], SUBMIT_TEXT, "scheduled", now)
+    target = SendTarget(
+        send_id=send_id, campaign=SUBMIT_CAMPAIGN, owner=OWNER, short_code=SHORT_CODE, text=SUBMIT_TEXT, parts_total=1, now=now
+    )
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        result = materialise_send(conn, Segment(opted_in=True), target)
+        conn.execute(sa.update(sends).where(sends.c.id == send_id).values(status="running", started_at=now))
+    elapsed = time.perf_counter() - started
+    assert result is not None and result.queued == count, result
+    engine.dispose()
+    return int(send_id), elapsed
+
+
+@contextlib.contextmanager
+def simulator_process(directory: Path, receipt_delay: float) -> Iterator[int]:
+    """The SMSC simulator in a process of its own (this script with ``--serve-simulator``); yields its port."""
+    port_file = directory / "smsc-sim.port"
+    command = [sys.executable, __file__, "--serve-simulator", str(port_file), "--receipt-delay", str(receipt_delay)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().endswith("\n"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.05)
+        yield int(port_file.read_text())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def serve_simulator(port_file: Path, receipt_delay: float) -> None:
+    """Run the simulator until SIGTERM, writing its port to ``port_file`` once it listens."""
+    simulator = SmscSimulator(system_id="bench", password="bench", receipt_delay=receipt_delay)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(simulator.serve, "127.0.0.1", 0)
+        port_file.write_text(f"{port}\n")
+
+
+class WriterTimes:
+    """The store writer's commits: how many, and the seconds spent in them."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.units = 0
+        self.seconds = 0.0
+
+    def __call__(self, seconds: float, units: int) -> None:
+        self.commits += 1
+        self.units += units
+        self.seconds += seconds
+
+
+class WriterProfile:
+    """cProfile of the store writer's thread: each commit runs under one profiler, enabled
+    and disabled in that thread (a profiler only sees the thread that enabled it)."""
+
+    def __init__(self, store: Store) -> None:
+        self.profile = cProfile.Profile()
+        commit = store._commit
+
+        def profiled(batch: Any) -> None:
+            self.profile.enable()
+            try:
+                commit(batch)
+            finally:
+                self.profile.disable()
+
+        store._commit = profiled  # type: ignore[method-assign]
+
+
+def _top(profile: cProfile.Profile, title: str, lines: int = 30) -> str:
+    out = io.StringIO()
+    out.write(f"--- {title}: by own time ---\n")
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(lines)
+    out.write(f"--- {title}: by cumulative time ---\n")
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(lines)
+    return out.getvalue()
+
+
+def _timings(conn: sa.Connection, send_id: int) -> list[tuple[float, float, float | None]]:
+    """(queued at, submit_sm_resp stored at, receipt settled at) of every part of the send."""
+    rows = conn.execute(
+        sa.select(mt_messages.c.created_at, mt_parts.c.submitted_at, mt_parts.c.done_at)
+        .join(mt_parts, mt_parts.c.mt_id == mt_messages.c.id)
+        .where(mt_messages.c.send_id == send_id, mt_parts.c.submitted_at.is_not(None))
+    ).all()
+    return [(float(q), float(s), None if d is None else float(d)) for q, s, d in rows]
+
+
+def _unmatched(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(dlr_events).where(dlr_events.c.matched == sa.false())).scalar_one())
+
+
+async def send_all(config: GatewayConfig, count: int, args: argparse.Namespace) -> tuple[WriterTimes, str]:
+    """Run the daemon until every MT of the outbox is settled by its receipt."""
+    writer = WriterTimes()
+    report = ""
+    loop_profile = cProfile.Profile() if args.profile else None
+    async with trio.open_nursery() as nursery:
+        gateway: Gateway = await nursery.start(functools.partial(serve, config, handle_signals=False))
+        store = gateway.store
+        assert store is not None
+        store.on_commit = writer
+        threads = WriterProfile(store) if args.profile else None
+        if loop_profile is not None:
+            loop_profile.enable()
+        progress, stalled_since = -1, time.monotonic()
+        while True:
+            counts = await store.read(outbox_counts)
+            done = sum(n for status, n in counts.items() if status not in ("queued", "sending", "submitted"))
+            moved = done * 2 + counts.get("submitted", 0)
+            if done >= count:
+                break
+            if moved != progress:
+                progress, stalled_since = moved, time.monotonic()
+            elif time.monotonic() - stalled_since > STALL_TIMEOUT:
+                raise RuntimeError(f"no progress for {STALL_TIMEOUT:.0f} s: {counts}")
+            await trio.sleep(0.2)
+        if loop_profile is not None:
+            loop_profile.disable()
+            report += _top(loop_profile, "event loop thread")
+        if threads is not None:
+            report += _top(threads.profile, "store writer thread")
+        gateway.request_stop()
+    return writer, report
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of seconds, in milliseconds."""
+    return percentile(values, q) * 1000
+
+
+async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
+    """Seed, materialise and send ``args.mts`` MTs against a fresh database at ``url``; print the figures."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        now = time.time()
+        with contextlib.ExitStack() as stack:
+            async with trio.open_nursery() as nursery:
+                if args.in_process_simulator:
+                    simulator = SmscSimulator(system_id="bench", password="bench", receipt_delay=args.receipt_delay)
+                    port = await nursery.start(simulator.serve, "127.0.0.1", 0)
+                else:
+                    port = stack.enter_context(simulator_process(directory, args.receipt_delay))
+                config = write_config(directory, url, port, args)
+                started = time.perf_counter()
+                send_id, materialised = await trio.to_thread.run_sync(seed_outbox, config, args.mts, now)
+                print(
+                    f"{label}: loaded and queued {args.mts:,} MTs in {time.perf_counter() - started:.1f} s "
+                    f"(materialised in {materialised:.2f} s)"
+                )
+                writer, report = await send_all(config, args.mts, args)
+                nursery.cancel_scope.cancel()
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            rows = _timings(conn, send_id)
+            unmatched = _unmatched(conn)
+        engine.dispose()
+    submitted = sorted(s for _, s, _ in rows)
+    settled = sorted(d for _, _, d in rows if d is not None)
+    first, last = submitted[0], submitted[-1]
+    low, high = submitted[len(submitted) // 10], submitted[len(submitted) * 9 // 10]
+    overall = len(submitted) / max(last - first, 1e-9)
+    sustained = (len(submitted) * 8 // 10) / max(high - low, 1e-9)
+    receipts = len(settled) / max(settled[-1] - first, 1e-9)
+    latency = [s - q for q, s, _ in rows]
+    elapsed = settled[-1] - first
+    print(
+        f"{label}: {len(submitted):,} MTs over {args.binds} binds: {overall:,.0f} MT/s submitted first to last, "
+        f"{sustained:,.0f} MT/s sustained (10th-90th percentile); receipts matched {receipts:,.0f}/s; "
+        f"queue -> submit_sm_resp p50 {pct(latency, 50):,.0f} ms p99 {pct(latency, 99):,.0f} ms (all queued at once)"
+    )
+    print(
+        f"{label}: store writer {writer.commits:,} commits, {writer.units:,} units ({writer.units / len(submitted):.1f} per MT), "
+        f"busy {writer.seconds:.1f} s of {elapsed:.1f} s; receipts unmatched: {unmatched}"
+    )
+    if report:
+        print(report)
+
+
+def submit(args: argparse.Namespace) -> None:
+    """The submit-rate runs: SQLite, then PostgreSQL when asked for."""
+    configure_logging("warning", "json")
+    with tempfile.TemporaryDirectory() as tmp:
+        trio.run(submit_run, "sqlite    ", f"sqlite:///{tmp}/bench.db", args)
+    if args.postgres:
+        with scratch_schema(args.postgres) as url:
+            trio.run(submit_run, "postgresql", url, args)
+
+
+@contextlib.contextmanager
+def scratch_schema(server: str) -> Iterator[str]:
+    """A URL on ``server`` whose tables go to a new schema, dropped afterwards."""
+    base = normalise_url(server)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
 def positive(value: str) -> int:
     number = int(value.replace(",", "").replace("_", ""))
     if number < 1:
@@ -171,22 +540,29 @@ def main() -> None:
     parser.add_argument("--subscribers", type=positive, default=1_000_000, help="subscribers loaded (default 1,000,000)")
     parser.add_argument("--parts", type=positive, default=1, help="parts of the message (default 1)")
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL server, in a scratch schema")
+    parser.add_argument("--submit", action="store_true", help="measure the submit rate instead of materialisation")
+    parser.add_argument("--mts", type=positive, default=50_000, help="--submit: MTs queued and sent (default 50,000)")
+    parser.add_argument("--binds", type=positive, default=2, help="--submit: binds, one SMSC each (default 2)")
+    parser.add_argument("--window", type=positive, default=100, help="--submit: window of each bind (default 100)")
+    parser.add_argument("--in-process-simulator", action="store_true", help="--submit: run the simulator in this process")
+    parser.add_argument(
+        "--receipt-delay", type=float, default=1.0, help="--submit: seconds from submit_sm_resp to receipt (default 1; 0 races them)"
+    )
+    parser.add_argument("--profile", action="store_true", help="--submit: profile the event loop and the store writer")
+    parser.add_argument("--serve-simulator", metavar="PORT_FILE", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_simulator:
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(serve_simulator, args.serve_simulator, args.receipt_delay)
+        return
+    if args.submit:
+        submit(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         run("sqlite    ", f"sqlite:///{tmp}/bench.db", args)
     if args.postgres:
-        base = normalise_url(args.postgres)
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = make_engine(base)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        try:
-            run("postgresql", url.render_as_string(hide_password=False), args)
-        finally:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
+        with scratch_schema(args.postgres) as url:
+            run("postgresql", url, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,555 @@
+"""End to end over loopback: a 20,000-subscriber multicast while MOs for a vote keep arriving.
+
+The daemon (:func:`gatewayd.app.serve`) runs in-process, bound over TCP to the SMSC
+simulator, with a vote campaign on the short code. 20,000 subscribers hold a marketing
+opt-in for the owner of a multicast campaign whose sheet is added once the vote's latency
+has been measured on an idle gateway. Then:
+
+1. the daemon's outbound scheduler materialises the send and the outbox sends it, paced by
+   the SMSC's rate cap, while vote MOs keep arriving at the same offered rate as before and
+   one recipient in :data:`RESPOND_EVERY` replies to the offer;
+2. every vote gets exactly one reply, and every claim of the outbox that took a bulk MT left
+   no due reply behind (replies are claimed ahead of bulk MTs queued before them);
+3. the simulator never saw more submits in any window than the rate cap and its burst allow
+   (give or take :data:`JITTER`);
+4. every MT of the send is delivered and every receipt matched;
+5. the send-again comes due and goes to exactly the recipients who did not reply.
+
+Latencies and rates are printed, not asserted (``-s`` shows them): the vote's p50/p99 MO ->
+reply latency idle and under the multicast, and the rate the send achieved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import attrs
+import sqlalchemy as sa
+import structlog
+import trio
+
+from gatewayd.app import Gateway, prepare_store, serve
+from gatewayd.config import GatewayConfig, load_config
+from gatewayd.privacy import PrivacyKeys, load_key
+from gatewayd.simulator.smsc import SmscSimulator
+from gatewayd.smpp.constants import CommandStatus
+from gatewayd.smpp.pdus import Pdu, SubmitSm
+from gatewayd.smpp.session import SessionConfig
+from gatewayd.smpp.text import decode_short_message
+from permissions import Evidence, OptIn, Scope
+from permissions.obligations import keyed_number_hash
+from profile_store import privacy as records
+from profile_store.db import make_engine
+from profile_store.mt_values import ClaimedMt
+from profile_store.schema import mt_messages, subscribers
+from tests.policy_fixtures import write_open_policy
+
+SHORT_CODE = "4160"
+#: Subscribers opted in to the multicast's owner: the segment.
+SUBSCRIBERS = 20_000
+#: One recipient in RESPOND_EVERY replies to the offer as soon as it arrives.
+RESPOND_EVERY = 40
+#: The SMSC's rate cap (max_mt_per_second) and window; the token bucket's burst is the smaller.
+RATE = 1_000.0
+WINDOW = 100
+BURST = min(RATE, WINDOW)
+#: Seconds a submit may reach the simulator after its turn under the cap: submits whose turn
+#: came while the event loop (shared with the simulator here) was busy leave together.
+JITTER = 0.25
+#: Vote MOs offered per second, idle and under the multicast, and how many while idle.
+VOTE_RATE = 20.0
+IDLE_VOTES = 60
+#: Seconds from a submit to its delivery receipt: operator SMSCs report delivery after the
+#: submit_sm_resp, not with it.
+RECEIPT_DELAY = 0.5
+#: Hang guard for the whole test; every phase ends by itself long before.
+TEST_MAX_SECONDS = 400
+
+VOTE_OWNER = "Channel 5 Interactive"
+OFFER_OWNER = "Acme Shoes"
+OFFER_NAME = "summer-offers"
+OFFER_TEXT = "Acme Shoes: 2 for 1 this weekend. Reply OFFER for a voucher, STOP to opt out."
+AGAIN_TEXT = "Last chance: 2 for 1 on shoes ends tonight. Reply OFFER for a voucher."
+VOUCHER = "Here is your voucher: SHOES-10."
+CHOICES = {"GRE": "Greece", "POR": "Portugal", "ESP": "Spain"}
+THANKS = "Thanks! Your vote for {} is counted."
+
+VOTE = """
+name = "final-vote"
+owner = "Channel 5 Interactive"
+module = "vote"
+project_type = "interactive-tv"
+content = "interaction"
+short_code = "4160"
+keywords = ["VOTE"]
+response = "Thanks! Your vote for {choice} is counted."
+[settings]
+choices = { GRE = "Greece", POR = "Portugal", ESP = "Spain" }
+votes_per_subscriber = 1
+"""
+
+OFFERS = f"""
+name = "{OFFER_NAME}"
+owner = "{OFFER_OWNER}"
+module = "multicast"
+project_type = "mobile-marketing"
+content = "advertising"
+short_code = "{SHORT_CODE}"
+keywords = ["OFFER"]
+response = "{VOUCHER}"
+[settings]
+text = "{OFFER_TEXT}"
+send_at = [{{send_at}}]
+quiet_hours = "00:00-00:00"
+[settings.send_again]
+after_hours = 1
+times = 1
+text = "{AGAIN_TEXT}"
+"""
+
+GATEWAY = """
+[gateway]
+state_dir = "{state}"
+log_level = "warning"
+log_format = "json"
+node = "multicast-e2e"
+drain_timeout = 5
+campaigns_dir = "{campaigns}"
+campaigns_poll_interval = 0
+[store]
+url = "sqlite:///{db}"
+dedupe_window = 0
+[simulator]
+enabled = false
+[control]
+enabled = false
+[[smsc]]
+name = "operator"
+host = "127.0.0.1"
+port = {port}
+system_id = "e2e"
+password = "e2e-pw"
+short_codes = ["4160"]
+window = {window}
+max_mt_per_second = {rate}
+reconnect_delay = 0.2
+reconnect_max_delay = 1
+"""
+
+
+def recipient(i: int) -> str:
+    """The i-th subscriber of the segment, as digits (TON 1)."""
+    return f"30691{i:07d}"
+
+
+def voter(i: int) -> str:
+    """The i-th voter, as digits; voters hold no marketing opt-in."""
+    return f"30692{i:07d}"
+
+
+def responds(number: str) -> bool:
+    """Whether a recipient replies to the offer."""
+    return int(number[-7:]) % RESPOND_EVERY == 0
+
+
+# --- the handsets and the SMSC's view ---------------------------------------------------------
+
+
+@attrs.frozen
+class Received:
+    """An MT as a handset got it, with the simulator's clock when it was accepted."""
+
+    text: str
+    at: float
+
+
+class Handsets:
+    """Every number's MTs as the simulator accepted them, and the submit times of all of them."""
+
+    def __init__(self, responders: trio.MemorySendChannel[str]) -> None:
+        self.inbox: dict[str, list[Received]] = {}
+        self.submit_times: list[float] = []
+        self.offers = 0
+        self.again = 0
+        self.offers_started = trio.Event()
+        self.offers_done = trio.Event()
+        self._responders = responders
+        self._waiting: dict[str, trio.Event] = {}
+
+    def on_submit(self, pdu: Pdu) -> None:
+        """The simulator's ``on_submit``: every MT here is one part."""
+        assert isinstance(pdu, SubmitSm), pdu
+        now = trio.current_time()
+        self.submit_times.append(now)
+        text = decode_short_message(pdu.short_message, pdu.data_coding)
+        number = pdu.destination_addr
+        self.inbox.setdefault(number, []).append(Received(text, now))
+        if text == OFFER_TEXT:
+            self.offers += 1
+            self.offers_started.set()
+            if responds(number):
+                self._responders.send_nowait(number)
+            if self.offers == SUBSCRIBERS:
+                self.offers_done.set()
+        elif text == AGAIN_TEXT:
+            self.again += 1
+        event = self._waiting.pop(number, None)
+        if event is not None:
+            event.set()
+
+    async def next_mt(self, number: str, seen: int) -> Received:
+        """Wait until ``number`` got more than ``seen`` MTs; the first new one."""
+        while len(self.inbox.get(number, ())) <= seen:
+            await self._waiting.setdefault(number, trio.Event()).wait()
+        return self.inbox[number][seen]
+
+    def texts(self, number: str) -> list[str]:
+        """What ``number`` received, in order."""
+        return [mt.text for mt in self.inbox.get(number, ())]
+
+
+async def mo(simulator: SmscSimulator, number: str, text: str) -> None:
+    """Deliver an MO; the gateway acknowledges it once stored."""
+    statuses = await simulator.inject_mo(number, SHORT_CODE, text)
+    assert statuses == [CommandStatus.ESME_ROK], (number, text, statuses)
+
+
+@attrs.define
+class Votes:
+    """Vote MOs at a steady offered rate, each from a new voter; the latency to each reply."""
+
+    simulator: SmscSimulator
+    handsets: Handsets
+    sent: int = 0
+    latencies: dict[str, list[float]] = attrs.Factory(dict)
+
+    async def offer(self, phase: str, *, count: int | None = None, until: trio.Event | None = None) -> None:
+        """Start a vote every 1/VOTE_RATE s, ``count`` of them or until ``until`` is set; wait for every reply."""
+        latencies = self.latencies.setdefault(phase, [])
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            n = 0
+            while (count is None or n < count) and (until is None or not until.is_set()):
+                nursery.start_soon(self._vote, self.sent, latencies)
+                self.sent += 1
+                n += 1
+                await trio.sleep_until(start + n / VOTE_RATE)
+
+    async def _vote(self, i: int, latencies: list[float]) -> None:
+        number = voter(i)
+        choice = list(CHOICES)[i % len(CHOICES)]
+        sent = trio.current_time()
+        await mo(self.simulator, number, f"VOTE {choice}")
+        reply = await self.handsets.next_mt(number, 0)
+        latencies.append(reply.at - sent)
+
+
+async def respond(simulator: SmscSimulator, numbers: trio.MemoryReceiveChannel[str]) -> None:
+    """Each recipient that got the offer and responds sends OFFER at once."""
+    async with trio.open_nursery() as nursery, numbers:
+        async for number in numbers:
+            nursery.start_soon(mo, simulator, number, "OFFER")
+
+
+# --- the outbox's claims ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Claim:
+    """One claim of the outbox: priorities in claim order, and what it left queued."""
+
+    priorities: tuple[int, ...]
+    #: Replies (priority < 10) due and still queued after the claim.
+    replies_left: int
+    #: Bulk MTs (priority >= 10) still queued after the claim.
+    bulk_left: int
+
+
+_DUE_REPLIES = sa.text("SELECT count(*) FROM mt_messages WHERE status = 'queued' AND priority < 10 AND next_attempt_at <= :now")
+_BULK_QUEUED = sa.text("SELECT count(*) FROM mt_messages WHERE status = 'queued' AND priority >= 10")
+
+
+class ClaimLog:
+    """Wraps the outbox's screen, which every claim calls in its own transaction right after
+    taking its rows, to record what each claim took and left behind."""
+
+    def __init__(self, screen: Callable[[sa.Connection, list[ClaimedMt], float], dict[int, Any]]) -> None:
+        self.screen = screen
+        self.claims: list[Claim] = []
+
+    def __call__(self, conn: sa.Connection, mts: list[ClaimedMt], now: float) -> dict[int, Any]:
+        replies_left = int(conn.execute(_DUE_REPLIES, {"now": now}).scalar_one())
+        bulk_left = int(conn.execute(_BULK_QUEUED).scalar_one())
+        self.claims.append(Claim(tuple(mt.priority for mt in mts), replies_left, bulk_left))
+        return self.screen(conn, mts, now)
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def _write_setup(tmp_path: Path, port: int) -> GatewayConfig:
+    campaigns = tmp_path / "campaigns.d"
+    campaigns.mkdir()
+    (campaigns / "vote.toml").write_text(textwrap.dedent(VOTE), encoding="utf-8")
+    write_open_policy(tmp_path, [VOTE_OWNER, OFFER_OWNER])
+    path = tmp_path / "gatewayd.toml"
+    path.write_text(
+        GATEWAY.format(
+            state=tmp_path / "state", campaigns=campaigns, db=tmp_path / "gatewayd.db", port=port, window=WINDOW, rate=RATE
+        ),
+        encoding="utf-8",
+    )
+    return load_config(path)
+
+
+def _add_offers(config: GatewayConfig) -> None:
+    """The multicast sheet, due a second ago."""
+    assert config.campaigns_dir is not None
+    send_at = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (config.campaigns_dir / "offers.toml").write_text(OFFERS.format(send_at=send_at), encoding="utf-8")
+
+
+def _seed(config: GatewayConfig) -> None:
+    """The segment: the subscribers, each with a marketing opt-in for the multicast's owner,
+    recorded under the daemon's keyed number hash as a signup would."""
+    prepare_store(config)
+    keys = PrivacyKeys.derive(load_key(config.key_path))
+    now = time.time()
+    engine = make_engine(config.store.url)
+    try:
+        with engine.begin() as conn:
+            rows = [{"msisdn": "+" + recipient(i), "created_at": now, "last_seen_at": now} for i in range(SUBSCRIBERS)]
+            conn.execute(sa.insert(subscribers), rows)
+            ids = {str(msisdn): int(sid) for msisdn, sid in conn.execute(sa.select(subscribers.c.msisdn, subscribers.c.id))}
+            signup = [OptIn(Scope.of_owner(OFFER_OWNER), Evidence(at=now - 86400, note="signed up in store"))]
+            for msisdn, sid in ids.items():
+                records.append_consent(conn, keyed_number_hash(keys.number, msisdn), sid, signup, now)
+    finally:
+        engine.dispose()
+
+
+# --- reading the store --------------------------------------------------------------------------
+
+
+def _rows(sql: str, **params: Any) -> Callable[[sa.Connection], list[tuple[Any, ...]]]:
+    def read(conn: sa.Connection) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in conn.execute(sa.text(sql), params)]
+
+    return read
+
+
+def _sends(conn: sa.Connection) -> list[tuple[Any, ...]]:
+    query = "SELECT id, parent_id, status, targeted FROM sends ORDER BY id"
+    return [tuple(row) for row in conn.execute(sa.text(query))]
+
+
+def _mt_status_of_send(send_id: int) -> Callable[[sa.Connection], dict[str, int]]:
+    def read(conn: sa.Connection) -> dict[str, int]:
+        rows = conn.execute(sa.text("SELECT status, count(*) FROM mt_messages WHERE send_id = :s GROUP BY status"), {"s": send_id})
+        return {str(status): int(n) for status, n in rows}
+
+    return read
+
+
+def _open_work(conn: sa.Connection, mt_statuses: tuple[str, ...] = ("queued", "sending", "submitted")) -> tuple[int, int]:
+    """MOs not yet processed, and MTs in ``mt_statuses`` (by default: not yet settled by a receipt)."""
+    mos = conn.execute(sa.text("SELECT count(*) FROM mo_messages WHERE status = 'stored'")).scalar_one()
+    mts = conn.execute(sa.select(sa.func.count()).select_from(mt_messages).where(mt_messages.c.status.in_(mt_statuses))).scalar_one()
+    return int(mos), int(mts)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, seconds: float) -> None:
+    """Poll ``check`` every 0.2 s until it holds; fail after ``seconds``."""
+    with trio.move_on_after(seconds):
+        while not await check():
+            await trio.sleep(0.2)
+        return
+    raise AssertionError(f"timed out after {seconds} s waiting until {what}")
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    """The most submits within any ``window`` seconds."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] > window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds (nearest rank)."""
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] * 1000
+
+    return rank(0.50), rank(0.99)
+
+
+# --- the test -----------------------------------------------------------------------------------
+
+
+async def test_a_multicast_to_20000_with_votes_arriving_then_a_send_again_to_non_responders(tmp_path: Path) -> None:
+    started = time.monotonic()
+    responder_send, responder_receive = trio.open_memory_channel[str](SUBSCRIBERS)
+    handsets = Handsets(responder_send)
+    simulator = SmscSimulator(
+        system_id="e2e",
+        password="e2e-pw",
+        session_config=SessionConfig(window=WINDOW),
+        on_submit=handsets.on_submit,
+        receipt_delay=RECEIPT_DELAY,
+    )
+    votes = Votes(simulator, handsets)
+    phases: dict[str, float] = {}
+
+    with trio.fail_after(TEST_MAX_SECONDS), structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as outer:
+            port = await outer.start(simulator.serve, "127.0.0.1", 0)
+            config = _write_setup(tmp_path, port)
+            await trio.to_thread.run_sync(_seed, config)
+            phases["seed"] = time.monotonic() - started
+            async with trio.open_nursery() as daemon:
+                gateway: Gateway = await daemon.start(functools.partial(serve, config, handle_signals=False))
+                store, campaigns, outbox = gateway.store, gateway.campaigns, gateway.outbox
+                assert store is not None and campaigns is not None and outbox is not None and outbox.screen is not None
+                claims = ClaimLog(outbox.screen)
+                outbox.screen = claims
+                with trio.fail_after(10):
+                    await simulator.wait_bound()
+
+                # 1. The vote on an idle gateway.
+                await votes.offer("idle", count=IDLE_VOTES)
+                phases["idle"] = time.monotonic() - started
+
+                # 2. The multicast, with the vote's MOs and the responders' replies arriving.
+                await trio.to_thread.run_sync(_add_offers, config)
+                assert await campaigns.reload()
+                assert OFFER_NAME in campaigns.status()["loaded"]
+                async with trio.open_nursery() as load:
+                    load.start_soon(respond, simulator, responder_receive)
+                    # The scheduler looks every few seconds: the send starts at its next look.
+                    with trio.fail_after(30):
+                        await handsets.offers_started.wait()
+                    phases["send started"] = time.monotonic() - started
+                    await votes.offer("multicast", until=handsets.offers_done)
+                    responder_send.close()
+                phases["send submitted"] = time.monotonic() - started
+
+                ((first,),) = await store.read(_rows("SELECT id FROM sends WHERE parent_id IS NULL"))
+
+                async def first_send_settled() -> bool:
+                    return await store.read(_mt_status_of_send(first)) == {"delivered": SUBSCRIBERS}
+
+                await _until(first_send_settled, "every MT of the send is delivered", 60)
+
+                async def quiet() -> bool:
+                    return await store.read(_open_work) == (0, 0)
+
+                await _until(quiet, "every MO is processed and every reply delivered", 60)
+                unmatched = await store.read(_rows("SELECT count(*) FROM dlr_events WHERE matched = :f", f=False))
+                receipts = await store.read(_rows("SELECT count(*) FROM dlr_events"))
+                statuses = await store.read(_rows("SELECT kind, status, count(*) FROM mt_messages GROUP BY kind, status"))
+                phases["settled"] = time.monotonic() - started
+
+                # 5. The send-again: due an hour after the send started. Rather than wait the
+                # hour, the send's start is moved an hour back; the next ticks of the scheduler
+                # create the follow-up and materialise it. Receipts were checked above; the
+                # follow-up is about who gets it, so the SMSC sends none for it.
+                simulator.delivery_receipts = False
+
+                def an_hour_earlier(conn: sa.Connection) -> None:
+                    conn.execute(sa.text("UPDATE sends SET started_at = started_at - 3600 WHERE id = :s"), {"s": first})
+
+                await store.write(an_hour_earlier)
+
+                async def follow_up_running() -> bool:
+                    rows = await store.read(_sends)
+                    return len(rows) == 2 and rows[1][2] in ("running", "done")
+
+                await _until(follow_up_running, "the send-again is materialised", 30)
+                (_, (again, parent, _, again_targeted)) = await store.read(_sends)
+                assert parent == first
+                materialised = await store.read(
+                    _rows("SELECT s.msisdn FROM mt_messages m JOIN subscribers s ON s.id = m.subscriber_id WHERE m.send_id = :s", s=again)
+                )
+
+                async def follow_up_sent() -> bool:
+                    return handsets.again >= len(materialised) and await store.read(_open_work, ("queued", "sending")) == (0, 0)
+
+                await _until(follow_up_sent, "the send-again is submitted", 120)
+                phases["send again"] = time.monotonic() - started
+                gateway.request_stop()
+            outer.cancel_scope.cancel()
+
+    trouble = [(e["event"], e.get("error")) for e in logs if e.get("log_level") in ("warning", "error", "critical")]
+    assert not trouble, f"the gateway logged {len(trouble)} warnings or errors, e.g. {trouble[:5]}"
+
+    # --- the vote: one reply each, and what the latency was --------------------------------------
+    assert votes.sent == sum(len(v) for v in votes.latencies.values())
+    assert len(votes.latencies["idle"]) == IDLE_VOTES and len(votes.latencies["multicast"]) > 0
+    for i in range(votes.sent):
+        label = CHOICES[list(CHOICES)[i % len(CHOICES)]]
+        assert handsets.texts(voter(i)) == [THANKS.format(label)], voter(i)
+
+    # --- replies overtake bulk: no claim took a bulk MT while a due reply waited -------------------
+    took_bulk = [c for c in claims.claims if any(p >= 10 for p in c.priorities)]
+    assert took_bulk, "the outbox claimed no bulk MT"
+    skipped = [c for c in took_bulk if c.replies_left]
+    assert not skipped, f"claims took bulk MTs while replies waited: {skipped[:3]}"
+    for claim in claims.claims:
+        assert list(claim.priorities) == sorted(claim.priorities), claim
+    overtaking = [c for c in claims.claims if any(p < 10 for p in c.priorities) and c.bulk_left > 0]
+    assert overtaking, "no reply was claimed while bulk MTs were queued: the test proved nothing about priority"
+
+    # --- the rate cap, as the SMSC saw it ------------------------------------------------------
+    for window in (1.0, 2.0, 5.0):
+        most = _max_in_window(handsets.submit_times, window)
+        allowed = RATE * (window + JITTER) + BURST
+        assert most <= allowed, f"{most} submits within {window} s; the cap allows {allowed:.0f}"
+
+    # --- the send: each recipient once, every receipt matched -----------------------------------------
+    numbers = [recipient(i) for i in range(SUBSCRIBERS)]
+    responders = {n for n in numbers if responds(n)}
+    assert set(handsets.inbox) == set(numbers) | {voter(i) for i in range(votes.sent)}, "an MT went to a number outside the test"
+    assert handsets.offers == SUBSCRIBERS
+    assert all(handsets.texts(n)[0] == OFFER_TEXT for n in numbers)
+    for n in responders:
+        assert handsets.texts(n)[:2] == [OFFER_TEXT, VOUCHER], n
+    assert unmatched == [(0,)]
+    assert simulator.stats["receipts_lost"] == 0
+    mts = sum(n for _, _, n in statuses)
+    assert receipts == [(mts,)], "an MT of the send or a reply got no receipt"
+    assert {(kind, status) for kind, status, _ in statuses} == {("marketing", "delivered"), ("response", "delivered")}
+
+    # --- the send-again: exactly the recipients who did not reply ---------------------------------------
+    non_responders = set(numbers) - responders
+    assert again_targeted == len(non_responders)
+    assert {m.removeprefix("+") for (m,) in materialised} == non_responders
+    assert handsets.again == len(non_responders)
+    got_again = {n for n, inbox in handsets.inbox.items() if any(mt.text == AGAIN_TEXT for mt in inbox)}
+    assert got_again == non_responders
+    assert all(handsets.texts(n) == [OFFER_TEXT, AGAIN_TEXT] for n in non_responders)
+    assert all(handsets.texts(n) == [OFFER_TEXT, VOUCHER] for n in responders)
+
+    idle, load = _percentiles(votes.latencies["idle"]), _percentiles(votes.latencies["multicast"])
+    offers = sorted(mt.at for n in numbers for mt in handsets.inbox[n] if mt.text == OFFER_TEXT)
+    achieved = len(offers) / max(offers[-1] - offers[0], 1e-9)
+    print(
+        f"\nmulticast e2e: {SUBSCRIBERS:,} recipients at max_mt_per_second {RATE:,.0f} (burst {BURST:.0f}): "
+        f"{achieved:,.0f} MT/s achieved over the send ({offers[-1] - offers[0]:.1f} s); "
+        f"most submits in 1 s: {_max_in_window(handsets.submit_times, 1.0)}\n"
+        f"vote MO -> reply latency at {VOTE_RATE:.0f} MO/s offered: idle p50 {idle[0]:.0f} ms p99 {idle[1]:.0f} ms "
+        f"({len(votes.latencies['idle'])} votes); under the multicast p50 {load[0]:.0f} ms p99 {load[1]:.0f} ms "
+        f"({len(votes.latencies['multicast'])} votes); p99 ratio {load[1] / idle[1]:.1f}x\n"
+        f"claims: {len(claims.claims)}, {len(overtaking)} took replies while bulk MTs were queued; "
+        f"send-again to {len(non_responders):,} non-responders ({len(responders)} replied)\n"
+        f"phases (s since start): " + ", ".join(f"{name} {at:.1f}" for name, at in phases.items())
+    )
