@@ -2,7 +2,9 @@
 
 The figures come from the store (:func:`profile_store.reports.campaign_stats`); the
 module's own results (tallies, scores) come from its ``summarise`` when the campaign's
-sheet is still in the campaigns directory, else from the plain record totals.
+sheet is still in the campaigns directory, else from the plain record totals. The privacy
+policy must let the campaign's owner read participation for analytics; each report is
+audited.
 """
 
 from __future__ import annotations
@@ -11,13 +13,19 @@ import csv
 import io
 import json
 import sys
+import time
 from typing import Any
+
+import sqlalchemy as sa
 
 from gatewayd.config import GatewayConfig
 from gatewayd.plugins import find_modules
 from gatewayd.sheets import read_sheet, sheet_files
 from modules.api import Total, summarise_totals
-from profile_store.reports import CampaignStats, UnknownCampaign, campaign_stats
+from permissions import ANALYTICS, Category, Deny, Operation
+from profile_store.privacy import append_audit
+from profile_store.reports import CampaignStats, campaign_stats
+from profile_store.schema import campaigns
 from profile_store.sends import change_sends, send_stats
 
 __all__ = ["campaign_command", "report_command", "report_rows", "results_lines", "send_rows"]
@@ -119,25 +127,42 @@ def _json(stats: CampaignStats, results: list[tuple[str, str]]) -> dict[str, Any
 
 
 def report_command(config: GatewayConfig, name: str, fmt: str) -> int:
-    """Print the report of campaign ``name`` in ``fmt`` ("table", "json" or "csv"); the exit status."""
-    from profile_store.db import StoreError, make_engine
-    from profile_store.migrate import check_schema
+    """Print the report of campaign ``name`` in ``fmt`` ("table", "json" or "csv"); the exit status.
+
+    A report reads the campaign's participation for analytics: the privacy policy must let the
+    campaign's owner do that. Refused or permitted, the read is audited.
+    """
+    from gatewayd.config import ConfigError
+    from gatewayd.privacy import read_policy
+    from gatewayd.subject import with_store
 
     try:
-        check_schema(config.store.url, config.path)
-        engine = make_engine(config.store.url)
-        try:
-            with engine.connect() as conn:
-                stats = campaign_stats(conn, name)
-                sends = send_stats(conn, name)
-        finally:
-            engine.dispose()
-    except UnknownCampaign:
-        print(f"gatewayd: no campaign called {name!r} has run on this database", file=sys.stderr)
+        policy = read_policy(config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
         return 1
-    except StoreError as exc:
-        print(f"gatewayd: {exc}", file=sys.stderr)
-        return 1
+    read: dict[str, Any] = {}
+
+    def work(conn: sa.Connection) -> int:
+        owner = conn.execute(sa.select(campaigns.c.owner).where(campaigns.c.name == name)).scalar()
+        if owner is None:
+            print(f"gatewayd: no campaign called {name!r} has run on this database", file=sys.stderr)
+            return 1
+        decision = policy.may(owner, Operation.READ, Category.PARTICIPATION, ANALYTICS)
+        subject = f"campaign:{name}"
+        if isinstance(decision, Deny):
+            append_audit(conn, [decision.audit(subject=subject, at=time.time(), detail="report refused")])
+            print(f"gatewayd: the privacy policy does not let {owner!r} read participation for analytics ({decision.reason})", file=sys.stderr)
+            return 1
+        read["stats"], read["sends"] = campaign_stats(conn, name), send_stats(conn, name)
+        append_audit(conn, [decision.audit(subject=subject, at=time.time(), detail="report")])
+        return 0
+
+    status = with_store(config, work, write=True)
+    if status:
+        return status
+    stats: CampaignStats = read["stats"]
+    sends = read["sends"]
     results = results_lines(config, stats)
     if fmt == "json":
         data = _json(stats, results)

@@ -126,6 +126,41 @@ async def test_disclosure_goes_only_where_the_policy_allows_and_is_audited(tmp_p
     assert await store.read(decisions) == [("Channel 5", "disclose", "permit"), ("Radio 1", "disclose", "deny")]
 
 
+async def test_a_report_needs_the_owners_analytics_permit_and_is_audited(
+    tmp_path: Path, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An owner whose rules stop short of analytics gets no report; either way the read is audited."""
+    # Radio 1 (the quiz's owner) may answer its subscribers but not analyse them.
+    policy = open_policy(["Channel 5", "Radio 1"])
+    narrow = policy.replace(
+        "name = 'Radio 1'\n[[data_user.rule]]\noperations = [\"read\", \"write\"]\n"
+        'categories = ["contact", "participation", "declared", "free_text", "profile"]\n'
+        'purposes = ["response", "marketing", "analytics"]',
+        "name = 'Radio 1'\n[[data_user.rule]]\noperations = [\"read\", \"write\"]\n"
+        'categories = ["contact", "participation", "declared", "free_text", "profile"]\n'
+        'purposes = ["response"]',
+    )
+    assert narrow != policy
+    (tmp_path / "policy.toml").write_text(narrow)
+    await _filled(tmp_path, store, store_url)
+    config = str(tmp_path / "gatewayd.toml")
+    capsys.readouterr()
+    assert await trio.to_thread.run_sync(_cli, "report", "final-vote", "--format", "json", "--config", config) == 0
+    assert json.loads(capsys.readouterr().out)["campaign"] == "final-vote"
+    assert await trio.to_thread.run_sync(_cli, "report", "quiz", "--config", config) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "does not let 'Radio 1' read participation for analytics" in captured.err
+
+    def decisions(conn: sa.Connection) -> list[tuple[str, str, str, str]]:
+        return [
+            tuple(r)
+            for r in conn.execute(sa.text("SELECT who, operation, purpose, decision FROM audit_log WHERE kind = 'decision' ORDER BY id"))
+        ]
+
+    assert await store.read(decisions) == [("Channel 5", "read", "analytics", "permit"), ("Radio 1", "read", "analytics", "deny")]
+
+
 async def test_campaign_command_pauses_resumes_and_cancels(tmp_path: Path, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI acts on the store: an unknown campaign exits 1; a known one reports what changed."""
     await _filled(tmp_path, store, store_url)
