@@ -58,6 +58,7 @@ from modules._common import (
     percent,
     totals_of,
     validator,
+    words,
 )
 from modules.api import Message, ModuleContext, ModuleResult, Record, RecordFact, Reply, SetState, Total
 
@@ -102,6 +103,23 @@ class VoteSettings:
                 return code
         return None
 
+    def find_in(self, text: str) -> str | None:
+        """The choice ``text`` names: all of it, else its first words followed by a comment
+        ("GRE what a match!", "GRE GRE GRE"). None when it names none, or names another choice
+        after the first ("GRE or UK"): that vote is ambiguous."""
+        code = self.find(text)
+        if code is not None:
+            return code
+        found = words(text)
+        for n in range(len(found) - 1, 0, -1):
+            code = self.find(" ".join(found[:n]))
+            if code is None:
+                continue
+            rest = found[n:]
+            runs = (" ".join(rest[i:j]) for i in range(len(rest)) for j in range(i + 1, len(rest) + 1))
+            return None if any(self.find(run) not in (None, code) for run in runs) else code
+        return None
+
     def listing(self) -> str:
         """The choices as one line for a reply: ``"GRE (Greece), UK (United Kingdom)"``."""
         return ", ".join(
@@ -137,7 +155,7 @@ class VoteModule:
             values = {"choice": previous_label, "code": previous or "", "limit": settings.votes_per_subscriber}
             return module_result([Reply(template, values)])
 
-        code = settings.find(message.args) if message.args else None
+        code = settings.find_in(message.args) if message.args else None
         if code is None and not message.args and message.keyword:
             code = settings.find(message.keyword)
         if code is None:

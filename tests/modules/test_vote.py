@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
+from modules._common import words
 from modules.api import Record, RecordFact, Reply, SetState, Total
 from modules.vote import VoteModule, VoteSettings
 from tests.modules.support import Conversation, actions_of, campaign, context, mo, records, replies
@@ -38,7 +42,38 @@ def test_a_choice_is_named_by_code_or_label(args: str, code: str) -> None:
     assert replies(result) == [f"Thank you! Your vote for {CHOICES[code]} has been counted."]
 
 
-@pytest.mark.parametrize("args", ["", "FRA", "gre uk", "greeze", "!!"])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        ("GRE what a match!", "GRE"),
+        ("gre, come on", "GRE"),
+        ("United Kingdom all the way", "UK"),
+        ("κυπρος φυσικα", "CYP"),
+        ("GRE GRE GRE!!", "GRE"),
+    ],
+)
+def test_words_after_the_choice_are_a_comment(args: str, code: str) -> None:
+    """Subscribers add words after their choice; the vote still counts once, for that choice."""
+    result = VoteModule().handle(context(settings()), mo(args))
+    assert records(result) == [Record("vote", code)]
+
+
+@settings_(max_examples=200, deadline=None)
+@given(
+    code=st.sampled_from(sorted(CHOICES)),
+    comment=st.lists(st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "Zs", "P")), min_size=1, max_size=12), max_size=5),
+)
+def test_a_choice_then_any_comment_naming_no_other_choice_is_that_choice(code: str, comment: list[str]) -> None:
+    """The leading choice wins whatever follows, unless what follows names another choice (then no vote)."""
+    vote = settings()
+    text = " ".join([code, *comment])
+    rest = " ".join(comment)
+    named = {vote.find(" ".join(w[i:j])) for w in [words(rest)] for i in range(len(w)) for j in range(i + 1, len(w) + 1)}
+    names_another = bool(named - {None, code})
+    assert vote.find_in(text) == (None if names_another else code)
+
+
+@pytest.mark.parametrize("args", ["", "FRA", "gre uk", "gre or uk", "greeze", "!!", "I vote GRE"])
 def test_no_choice_lists_the_choices(args: str) -> None:
     result = VoteModule().handle(context(settings()), mo(args, keyword="Vote"))
     assert records(result) == [] and actions_of(result, SetState) == []
