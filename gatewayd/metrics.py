@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Callable
+from typing import Callable, Mapping
 
 import attrs
 import h11
@@ -180,6 +180,8 @@ class MetricsSnapshot:
     dispatch_queue: int = 0
     #: Since start: MTs fully submitted, MTs failed for good, attempts requeued.
     mt_submitted: int = 0
+    #: The same, by campaign ("" for MTs that belong to none).
+    mt_submitted_by_campaign: Mapping[str, int] = attrs.Factory(dict)
     mt_failed: int = 0
     mt_retried: int = 0
     #: Since start: MOs processed, MOs whose processing failed.
@@ -224,7 +226,8 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily("gatewayd_outbox_in_flight", "MTs being sent by this node", value=snap.outbox_in_flight)
         yield GaugeMetricFamily("gatewayd_dispatch_queue", "Stored MOs waiting for the dispatcher", value=snap.dispatch_queue)
         submitted = CounterMetricFamily("gatewayd_mt_submitted", "MTs whose every part an SMSC accepted", labels=["campaign"])
-        submitted.add_metric([""], snap.mt_submitted)
+        for campaign, count in sorted(snap.mt_submitted_by_campaign.items()):
+            submitted.add_metric([campaign], count)
         yield submitted
         yield CounterMetricFamily("gatewayd_mt_failed", "MTs that failed for good", value=snap.mt_failed)
         yield CounterMetricFamily("gatewayd_mt_retried", "MT attempts that ended in a retry", value=snap.mt_retried)
@@ -247,9 +250,8 @@ class Metrics:
         info = GaugeMetricFamily("gatewayd_build_info", "The running gatewayd version", labels=["version"])
         info.add_metric([__version__], 1)
         self.registry.register(_Constant([info]))
-        self.mo_received = Counter(
-            "gatewayd_mo_received", "MO parts received and acknowledged with ESME_ROK", ["campaign"], registry=self.registry
-        )
+        # No campaign label: an MO part is acknowledged before it is routed.
+        self.mo_received = Counter("gatewayd_mo_received", "MO parts received and acknowledged with ESME_ROK", registry=self.registry)
         self.mo_rejected = Counter(
             "gatewayd_mo_not_accepted", "MO parts and receipts answered with an error (the SMSC retries them)", registry=self.registry
         )
@@ -266,7 +268,6 @@ class Metrics:
         self.store_commit_units = Counter("gatewayd_store_committed_units", "Units of work committed", registry=self.registry)
         self.registry.register(_LiveCollector(self))
         # Hot-path children, created once.
-        self._mo_received = self.mo_received.labels("")
         self._receipt_children = {stat: self.receipts.labels(stat) for stat in (*sorted(RECEIPT_STATS), "other")}
         #: Totals the status command turns into rates.
         self.mo_total = 0
@@ -290,7 +291,7 @@ class Metrics:
             (child if child is not None else self._receipt_children["other"]).inc()
             return
         self.mo_total += 1
-        self._mo_received.inc()
+        self.mo_received.inc()
         self.mo_ack_latency.observe(elapsed)
 
     def observe_commit(self, seconds: float, units: int) -> None:

@@ -209,6 +209,7 @@ class Operations:
             outbox_in_flight=outbox.in_flight if outbox else 0,
             dispatch_queue=_dispatch_queue(dispatcher),
             mt_submitted=outbox.submitted if outbox else 0,
+            mt_submitted_by_campaign=dict(outbox.submitted_by_campaign) if outbox else {},
             mt_failed=outbox.failed if outbox else 0,
             mt_retried=outbox.retried if outbox else 0,
             mo_processed=dispatcher.processed if dispatcher else 0,

@@ -21,6 +21,7 @@ retry may duplicate it, which ``possibly_duplicated`` counts.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import heapq
@@ -199,6 +200,8 @@ class Outbox:
         self._ended_while_claiming: set[int] = set()
         #: MTs whose every part was accepted.
         self.submitted = 0
+        #: MTs fully submitted since start, by campaign ("" for none).
+        self.submitted_by_campaign: collections.Counter[str] = collections.Counter()
         #: MTs that failed for good.
         self.failed = 0
         #: Attempts that ended in a requeue.
@@ -347,6 +350,7 @@ class Outbox:
         else:
             if progress is not None and progress.done:
                 self.submitted += 1
+                self.submitted_by_campaign[mt.campaign or ""] += 1
                 log.info(
                     "mt_submitted",
                     mt_id=mt.id,

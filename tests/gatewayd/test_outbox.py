@@ -76,9 +76,10 @@ async def test_queued_mts_are_all_submitted(store: Store, simulator: SmscSimulat
     """Fifty queued MTs are submitted once each, with the simulator's message ids stored against them."""
     link = await start_link(simulator, nursery)
     outbox = await start_outbox(store, {"op": link}, nursery)
-    ids = [(await outbox.enqueue(mt(n))).id for n in range(50)]
+    ids = [(await outbox.enqueue(mt(n, campaign="final-vote" if n % 5 else None))).id for n in range(50)]
     await wait_counts(store, {"submitted": 50})
     assert simulator.stats["submits_accepted"] == 50 and outbox.submitted == 50
+    assert outbox.submitted_by_campaign == {"final-vote": 40, "": 10}
     stored_ids = set()
     for mt_id in ids:
         (part,) = await store.read(get_parts, mt_id)
