@@ -42,6 +42,49 @@ reconnect_max_delay = 1
 """
 
 
+#: The daemon run in-process by the end-to-end tests, bound to the simulator on ``port``.
+IN_PROCESS = """
+[gateway]
+state_dir = "{state}"
+log_level = "warning"
+log_format = "json"
+node = "{node}"
+drain_timeout = 5
+campaigns_dir = "{campaigns}"
+campaigns_poll_interval = 0
+[store]
+url = "sqlite:///{db}"
+dedupe_window = 0
+[simulator]
+enabled = false
+[control]
+enabled = false
+[[smsc]]
+name = "operator"
+host = "127.0.0.1"
+port = {port}
+system_id = "e2e"
+password = "e2e-pw"
+short_codes = ["4160"]
+window = {window}
+max_mt_per_second = {rate}
+reconnect_delay = 0.2
+reconnect_max_delay = 1
+"""
+
+
+def write_in_process_config(
+    tmp_path: Path, campaigns: Path, *, port: int, node: str, window: int = 100, rate: float = 10_000.0, extra: str = ""
+) -> Path:
+    """``gatewayd.toml`` in ``tmp_path`` for :data:`IN_PROCESS` (state and SQLite database there too), plus ``extra`` TOML."""
+    path = tmp_path / "gatewayd.toml"
+    text = IN_PROCESS.format(
+        state=tmp_path / "state", node=node, campaigns=campaigns, db=tmp_path / "gatewayd.db", port=port, window=window, rate=rate
+    )
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
 def write_config(path: Path, *, port: int, url: str, node: str = "n1") -> Path:
     """A drill configuration bound to the simulator on ``port``, storing at ``url``."""
     path.write_text(CONFIG.format(state=path.parent / f"state-{node}", port=port, url=url, node=node))

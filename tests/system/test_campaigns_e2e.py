@@ -35,6 +35,7 @@ from gatewayd.smpp.udh import concat_info
 from profile_store.campaigns import record_totals
 from profile_store.mt import outbox_counts
 from tests.policy_fixtures import write_open_policy
+from tests.system.harness import write_in_process_config
 
 SHORT_CODE = "4160"
 SUBSCRIBERS = 300
@@ -113,33 +114,7 @@ NOT_UNDERSTOOD = (
     "to play the quiz text QUIZ; for a free ticket text WIN. Text HELP for help."
 )
 
-GATEWAY = """
-[gateway]
-state_dir = "{state}"
-log_level = "warning"
-log_format = "json"
-node = "e2e"
-drain_timeout = 5
-campaigns_dir = "{campaigns}"
-campaigns_poll_interval = 0
-[store]
-url = "sqlite:///{db}"
-dedupe_window = 0
-[simulator]
-enabled = false
-[control]
-enabled = false
-[[smsc]]
-name = "operator"
-host = "127.0.0.1"
-port = {port}
-system_id = "e2e"
-password = "e2e-pw"
-short_codes = ["4160"]
-window = 100
-max_mt_per_second = 10000
-reconnect_delay = 0.2
-reconnect_max_delay = 1
+SHORT_CODE_TABLE = """
 [[short_code]]
 code = "4160"
 help = "{help}"
@@ -425,19 +400,8 @@ def _write_setup(tmp_path: Path, port: int) -> GatewayConfig:
     for name, text in sheets.items():
         (campaigns / name).write_text(textwrap.dedent(text), encoding="utf-8")
     write_open_policy(tmp_path, ["Channel 5 Interactive", "Radio 1", "Acme Tickets"])
-    path = tmp_path / "gatewayd.toml"
-    path.write_text(
-        GATEWAY.format(
-            state=tmp_path / "state",
-            campaigns=campaigns,
-            db=tmp_path / "gatewayd.db",
-            port=port,
-            help=HELP,
-            not_understood=NOT_UNDERSTOOD,
-        ),
-        encoding="utf-8",
-    )
-    return load_config(path)
+    extra = SHORT_CODE_TABLE.format(help=HELP, not_understood=NOT_UNDERSTOOD)
+    return load_config(write_in_process_config(tmp_path, campaigns, port=port, node="e2e", extra=extra))
 
 
 def _report(config: GatewayConfig, name: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from profile_store.db import make_engine
 from profile_store.mt_values import ClaimedMt
 from profile_store.schema import mt_messages, subscribers
 from tests.policy_fixtures import write_open_policy
+from tests.system.harness import write_in_process_config
 
 SHORT_CODE = "4160"
 #: Subscribers opted in to the multicast's owner: the segment.
@@ -110,35 +111,6 @@ quiet_hours = "00:00-00:00"
 after_hours = 1
 times = 1
 text = "{AGAIN_TEXT}"
-"""
-
-GATEWAY = """
-[gateway]
-state_dir = "{state}"
-log_level = "warning"
-log_format = "json"
-node = "multicast-e2e"
-drain_timeout = 5
-campaigns_dir = "{campaigns}"
-campaigns_poll_interval = 0
-[store]
-url = "sqlite:///{db}"
-dedupe_window = 0
-[simulator]
-enabled = false
-[control]
-enabled = false
-[[smsc]]
-name = "operator"
-host = "127.0.0.1"
-port = {port}
-system_id = "e2e"
-password = "e2e-pw"
-short_codes = ["4160"]
-window = {window}
-max_mt_per_second = {rate}
-reconnect_delay = 0.2
-reconnect_max_delay = 1
 """
 
 
@@ -297,13 +269,7 @@ def _write_setup(tmp_path: Path, port: int) -> GatewayConfig:
     campaigns.mkdir()
     (campaigns / "vote.toml").write_text(textwrap.dedent(VOTE), encoding="utf-8")
     write_open_policy(tmp_path, [VOTE_OWNER, OFFER_OWNER])
-    path = tmp_path / "gatewayd.toml"
-    path.write_text(
-        GATEWAY.format(
-            state=tmp_path / "state", campaigns=campaigns, db=tmp_path / "gatewayd.db", port=port, window=WINDOW, rate=RATE
-        ),
-        encoding="utf-8",
-    )
+    path = write_in_process_config(tmp_path, campaigns, port=port, node="multicast-e2e", window=WINDOW, rate=RATE)
     return load_config(path)
 
 
