@@ -45,7 +45,7 @@ from gatewayd.logging import configure_logging  # noqa: E402
 from gatewayd.simulator.smsc import SmscSimulator  # noqa: E402
 from gatewayd.smpp.pdus import Pdu  # noqa: E402
 from gatewayd.smpp.session import SessionConfig  # noqa: E402
-from stats import percentile  # noqa: E402
+from stats import percentile_ms  # noqa: E402
 
 SHORT_CODE = "4160"
 #: A phase fails when no reply (or receipt) arrived for this many seconds.
@@ -89,11 +89,6 @@ short_codes = ["{short_code}"]
 window = 100
 max_mt_per_second = 1000000
 """
-
-
-def ms(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of seconds, in milliseconds."""
-    return percentile(values, q) * 1000 if values else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -356,8 +351,8 @@ def report(args: argparse.Namespace, closed: Phase, offered: Phase, replies: Rep
     print()
     print(
         f"vote campaign, {args.subscribers:,} subscribers, SQLite: {closed.reply_rate:,.0f} MO->reply/s closed loop (window 100); "
-        f"at {args.rate:,.0f}/s offered: p50 {ms(latencies, 50):.1f} ms p99 {ms(latencies, 99):.1f} ms "
-        f"max {ms(latencies, 100):.0f} ms; receipts {'on' if receipts else 'off'}"
+        f"at {args.rate:,.0f}/s offered: p50 {percentile_ms(latencies, 50):.1f} ms p99 {percentile_ms(latencies, 99):.1f} ms "
+        f"max {percentile_ms(latencies, 100):.0f} ms; receipts {'on' if receipts else 'off'}"
     )
     verdict = "met" if closed.reply_rate >= TARGET else "NOT met"
     print(f"target >= {TARGET:,} MO->reply/s on this machine ({os.cpu_count()} CPUs): {verdict}")
@@ -369,9 +364,9 @@ def report(args: argparse.Namespace, closed: Phase, offered: Phase, replies: Rep
     print(f"  MO->reply          {closed.reply_rate:9,.0f} /s   ({elapsed:.2f} s from the first MO to the last reply)")
     print(
         f"  MO acknowledged    {closed.ack_rate:9,.0f} /s   "
-        f"ack p50 {ms(closed.ack_latencies, 50):.1f} ms  p99 {ms(closed.ack_latencies, 99):.1f} ms"
+        f"ack p50 {percentile_ms(closed.ack_latencies, 50):.1f} ms  p99 {percentile_ms(closed.ack_latencies, 99):.1f} ms"
     )
-    print(f"  MO->MT latency     p50 {ms(lat, 50):.1f} ms  p99 {ms(lat, 99):.1f} ms  max {ms(lat, 100):.0f} ms")
+    print(f"  MO->MT latency     p50 {percentile_ms(lat, 50):.1f} ms  p99 {percentile_ms(lat, 99):.1f} ms  max {percentile_ms(lat, 100):.0f} ms")
     if receipts:
         print(
             f"  receipts stored    {closed.count / (closed.receipts_done - closed.first_sent):9,.0f} /s   "
@@ -383,10 +378,10 @@ def report(args: argparse.Namespace, closed: Phase, offered: Phase, replies: Rep
     elapsed = offered.last_reply - offered.first_sent
     print(f"offered {args.rate:,.0f} MO/s ({achieved:,.0f}/s achieved), {offered.count:,} more subscribers:")
     print(
-        f"  MO->MT latency     p50 {ms(latencies, 50):.1f} ms  p90 {ms(latencies, 90):.1f} ms  "
-        f"p99 {ms(latencies, 99):.1f} ms  max {ms(latencies, 100):.0f} ms"
+        f"  MO->MT latency     p50 {percentile_ms(latencies, 50):.1f} ms  p90 {percentile_ms(latencies, 90):.1f} ms  "
+        f"p99 {percentile_ms(latencies, 99):.1f} ms  max {percentile_ms(latencies, 100):.0f} ms"
     )
-    print(f"  MO ack latency     p50 {ms(offered.ack_latencies, 50):.1f} ms  p99 {ms(offered.ack_latencies, 99):.1f} ms")
+    print(f"  MO ack latency     p50 {percentile_ms(offered.ack_latencies, 50):.1f} ms  p99 {percentile_ms(offered.ack_latencies, 99):.1f} ms")
     print(f"  MO->reply          {offered.reply_rate:9,.0f} /s   MO acknowledged {offered.ack_rate:,.0f} /s")
     if offered.reply_rate < 0.9 * achieved:
         print("  (the gateway did not keep up with the offered rate: these latencies are mostly queueing)")

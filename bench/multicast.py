@@ -79,7 +79,7 @@ from profile_store.db import Store, make_engine, normalise_url  # noqa: E402
 from profile_store.mt import outbox_counts  # noqa: E402
 from profile_store.schema import campaigns, consent_events, dlr_events, metadata, mt_messages, mt_parts, sends  # noqa: E402
 from profile_store.segments import Segment, SendTarget, materialise_send  # noqa: E402
-from stats import percentile  # noqa: E402
+from stats import percentile_ms  # noqa: E402
 
 CAMPAIGN = "bench-alerts"
 OWNER = "Bench"
@@ -448,11 +448,6 @@ async def send_all(config: GatewayConfig, count: int, args: argparse.Namespace) 
     return writer, report
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of seconds, in milliseconds."""
-    return percentile(values, q) * 1000
-
-
 async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
     """Seed, materialise and send ``args.mts`` MTs against a fresh database at ``url``; print the figures."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -491,7 +486,7 @@ async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
     print(
         f"{label}: {len(submitted):,} MTs over {args.binds} binds: {overall:,.0f} MT/s submitted first to last, "
         f"{sustained:,.0f} MT/s sustained (10th-90th percentile); receipts matched {receipts:,.0f}/s; "
-        f"queue -> submit_sm_resp p50 {pct(latency, 50):,.0f} ms p99 {pct(latency, 99):,.0f} ms (all queued at once)"
+        f"queue -> submit_sm_resp p50 {percentile_ms(latency, 50):,.0f} ms p99 {percentile_ms(latency, 99):,.0f} ms (all queued at once)"
     )
     print(
         f"{label}: store writer {writer.commits:,} commits, {writer.units:,} units ({writer.units / len(submitted):.1f} per MT), "

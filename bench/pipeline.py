@@ -36,7 +36,7 @@ from gatewayd.smpp.session import SessionConfig  # noqa: E402
 from profile_store.db import Store, make_engine  # noqa: E402
 from profile_store.migrate import upgrade  # noqa: E402
 from profile_store.mt import MtRequest, enqueue_mt, outbox_counts  # noqa: E402
-from stats import percentile  # noqa: E402
+from stats import percentile_ms  # noqa: E402
 
 CONFIG = """
 [gateway]
@@ -57,11 +57,6 @@ short_codes = ["4160"]
 window = 100
 max_mt_per_second = 100000
 """
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of seconds, in milliseconds."""
-    return percentile(values, q) * 1000
 
 
 def pg_url() -> str | None:
@@ -133,9 +128,9 @@ async def bench_store(label: str, url: str, args: argparse.Namespace) -> None:
                 with trio.fail_after(60):
                     await simulator.wait_bound()
                 rate, lat = await mo_phase(simulator, args.mos, 0)
-                print(f"{label}: MO stored then acknowledged, closed loop window 100: {rate:9,.0f} MO/s   p50 {pct(lat, 50):.2f} ms  p99 {pct(lat, 99):.2f} ms")
+                print(f"{label}: MO stored then acknowledged, closed loop window 100: {rate:9,.0f} MO/s   p50 {percentile_ms(lat, 50):.2f} ms  p99 {percentile_ms(lat, 99):.2f} ms")
                 offered, lat = await mo_phase(simulator, args.mos, args.rate)
-                print(f"{label}: MO stored then acknowledged at {args.rate:,.0f}/s offered: {offered:9,.0f} MO/s   p50 {pct(lat, 50):.2f} ms  p99 {pct(lat, 99):.2f} ms")
+                print(f"{label}: MO stored then acknowledged at {args.rate:,.0f}/s offered: {offered:9,.0f} MO/s   p50 {percentile_ms(lat, 50):.2f} ms  p99 {percentile_ms(lat, 99):.2f} ms")
 
                 await store_outbox(store, args.mts)
                 started = time.time()
@@ -151,7 +146,7 @@ async def bench_store(label: str, url: str, args: argparse.Namespace) -> None:
                 receipt = [d - c for c, _, d in rows]
                 print(
                     f"{label}: MT outbox -> submitted -> receipt matched: {args.mts / elapsed:9,.0f} MT/s   "
-                    f"enqueue->submit p50 {pct(submit, 50):.0f} ms p99 {pct(submit, 99):.0f} ms   enqueue->receipt p99 {pct(receipt, 99):.0f} ms   "
+                    f"enqueue->submit p50 {percentile_ms(submit, 50):.0f} ms p99 {percentile_ms(submit, 99):.0f} ms   enqueue->receipt p99 {percentile_ms(receipt, 99):.0f} ms   "
                     f"({args.mts:,} queued at once)"
                 )
             finally:
