@@ -103,14 +103,56 @@ _SELECT_MT = (
 )
 _SELECT_PARTS = sa.select(mt_parts).where(_p.mt_id == sa.bindparam("b_mt_id")).order_by(_p.part_index)
 
-_DUE = sa.or_(
-    sa.and_(_m.status == "queued", _m.next_attempt_at <= sa.bindparam("b_now")),
-    sa.and_(_m.status == "sending", _m.claim_expires_at < sa.bindparam("b_now")),
+# Due rows are found per priority, each a range on the (status, priority, next_attempt_at)
+# index: one query with "queued and due OR sending and expired" ordered by priority made
+# SQLite read and sort every queued row at each claim (a million for a large multicast).
+_DUE_ORDER = (_m.priority, _m.next_attempt_at, _m.id)
+#: The lowest priority above ``b_after`` that has queued rows (an index seek).
+_NEXT_QUEUED_PRIORITY = Prepared(
+    sa.select(sa.func.min(_m.priority)).where(_m.status == "queued", _m.priority > sa.bindparam("b_after"))
 )
-_SELECT_DUE = (
-    sa.select(_m.id).where(_DUE).order_by(_m.priority, _m.next_attempt_at, _m.id).limit(sa.bindparam("b_limit"))
+_DUE_AT_PRIORITY = (
+    sa.select(*_DUE_ORDER)
+    .where(_m.status == "queued", _m.priority == sa.bindparam("b_priority"), _m.next_attempt_at <= sa.bindparam("b_now"))
+    .order_by(_m.next_attempt_at, _m.id)
+    .limit(sa.bindparam("b_limit"))
 )
-_SELECT_DUE_LOCKED = _SELECT_DUE.with_for_update(skip_locked=True)
+#: Sends whose claim ran out (their node died or stalled): few rows are ever ``sending``.
+_EXPIRED_SENDS = (
+    sa.select(*_DUE_ORDER)
+    .where(_m.status == "sending", _m.claim_expires_at < sa.bindparam("b_now"))
+    .order_by(*_DUE_ORDER)
+    .limit(sa.bindparam("b_limit"))
+)
+_SELECT_DUE = {
+    "sqlite": (Prepared(_DUE_AT_PRIORITY), Prepared(_EXPIRED_SENDS)),
+    "postgresql": (
+        Prepared(_DUE_AT_PRIORITY.with_for_update(skip_locked=True)),
+        Prepared(_EXPIRED_SENDS.with_for_update(skip_locked=True)),
+    ),
+}
+
+
+def _due_ids(conn: Connection, now: float, limit: int) -> list[int]:
+    """Up to ``limit`` ids of due MTs, replies (priority 0) first, then by due time and id."""
+    statements = _SELECT_DUE.get(conn.dialect.name)
+    if statements is None:
+        raise NotImplementedError(f"claim_due does not support {conn.dialect.name}")
+    due_at, expired = statements
+    found = [tuple(row) for row in expired.all(conn, {"b_now": now, "b_limit": limit})]
+    queued = 0
+    priority = -1
+    while queued < limit:
+        priority = _NEXT_QUEUED_PRIORITY.scalar(conn, {"b_after": priority})
+        if priority is None:
+            break
+        rows = due_at.all(conn, {"b_priority": priority, "b_now": now, "b_limit": limit - queued})
+        found += [tuple(row) for row in rows]
+        queued += len(rows)
+    found.sort()
+    return [int(row[2]) for row in found[:limit]]
+
+
 _CLAIM = (
     sa.update(mt_messages)
     .where(_m.id.in_(sa.bindparam("b_ids", expanding=True)))
@@ -357,8 +399,7 @@ def claim_due(
     """
     if limit <= 0:
         return []
-    select_ids = _SELECT_DUE_LOCKED if conn.dialect.name == "postgresql" else _SELECT_DUE
-    ids = [int(i) for i in conn.execute(select_ids, {"b_now": now, "b_limit": limit}).scalars()]
+    ids = _due_ids(conn, now, limit)
     if not ids:
         return []
     # Taking over another node's abandoned send: its pending parts may have gone out.

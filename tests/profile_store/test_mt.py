@@ -9,6 +9,8 @@ from typing import Any, Callable, TypeVar
 import pytest
 import sqlalchemy as sa
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatewayd.smpp.receipts import DeliveryReceipt
 from gatewayd.smpp.text import UnencodableError
@@ -28,7 +30,8 @@ from profile_store.mt import (
     release_claims,
     settle_mt,
 )
-from profile_store.schema import metadata, mt_parts
+from profile_store.mt import _NEXT_QUEUED_PRIORITY, _SELECT_DUE, _due_ids
+from profile_store.schema import metadata, mt_messages, mt_parts, subscribers
 
 T = TypeVar("T")
 
@@ -88,6 +91,72 @@ async def test_claim_order_replies_first_then_due_time(store: Store) -> None:
     assert [mt.id for mt in claimed] == [reply, early_bulk, late_bulk]
     assert claimed[0].pending_parts == (1,) and claimed[0].destination_addr == "447700900003"
     assert (await store.read(get_mt, reply)).claimed_by == "a"  # type: ignore[union-attr]
+
+
+async def test_claim_merges_expired_sends_into_the_priority_order(store: Store) -> None:
+    """An abandoned send is resumed in its place among due rows, and rows not yet due at a
+    higher priority do not hide due rows at a lower one."""
+    abandoned = await enqueue(store, request(1, priority=10), now=T0 - 50)
+    await claim(store, T0 - 50, node="dead", lease=10)
+    not_due_reply = await enqueue(store, request(2, priority=0), now=T0 + 500)
+    bulk = [await enqueue(store, request(3 + n, priority=10), now=T0 - 60 + 20 * n) for n in range(3)]
+    later_bulk = await enqueue(store, request(9, priority=20), now=T0 - 100)
+    claimed = await claim(store, T0, node="b", limit=4)
+    # Due times: bulk[0] T0-60, abandoned T0-50, bulk[1] T0-40, bulk[2] T0-20, all priority 10.
+    assert [mt.id for mt in claimed] == [bulk[0], abandoned, bulk[1], bulk[2]]
+    assert [mt.id for mt in await claim(store, T0, node="b")] == [later_bulk]
+    assert not_due_reply not in {mt.id for mt in claimed}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from([0, 10, 11, 50]), st.integers(-5, 5), st.sampled_from(["queued", "sending", "submitted"]), st.integers(-5, 5)),
+        max_size=25,
+    ),
+    limit=st.integers(1, 12),
+)
+def test_due_rows_are_the_first_of_one_ordered_query(rows: list[tuple[int, int, str, int]], limit: int) -> None:
+    """The per-priority claim selects exactly what the single "queued and due, or sending and
+    expired, by priority, due time and id" query selects, on any mix of rows."""
+    engine = sa.create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        sid = conn.execute(sa.insert(subscribers).values(msisdn="+447700900001", created_at=T0, last_seen_at=T0)).inserted_primary_key[0]
+        for priority, due, status, expires in rows:
+            values = _mt_row(sid, priority=priority, next_attempt_at=T0 + due, status=status, claim_expires_at=T0 + expires)
+            conn.execute(sa.insert(mt_messages).values(**values))
+        m = mt_messages.c
+        expected = list(
+            conn.execute(
+                sa.select(m.id)
+                .where(sa.or_(sa.and_(m.status == "queued", m.next_attempt_at <= T0), sa.and_(m.status == "sending", m.claim_expires_at < T0)))
+                .order_by(m.priority, m.next_attempt_at, m.id)
+                .limit(limit)
+            ).scalars()
+        )
+        assert _due_ids(conn, T0, limit) == expected
+
+
+def test_due_rows_are_found_by_index_ranges_without_sorting_the_queue() -> None:
+    """Claiming reads index ranges: no full scan and no sort of every queued row (SQLite's plan)."""
+    engine = sa.create_engine("sqlite://")
+    metadata.create_all(engine)
+    dialect = engine.dialect
+    with engine.connect() as conn:
+        for prepared in (_NEXT_QUEUED_PRIORITY, *_SELECT_DUE["sqlite"]):
+            sql = prepared._compile(dialect).sql
+            plan = " | ".join(str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(range(sql.count("?")))))
+            assert "USING" in plan and "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+
+
+def _mt_row(subscriber_id: int, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        subscriber_id=subscriber_id, source_addr="4160", text="x", data_coding=0, concat_ref=1, parts_total=1,
+        priority=0, registered_delivery=True, status="queued", attempts=0, next_attempt_at=T0, created_at=T0, updated_at=T0, kind="keyword",
+    )
+    row.update(values)
+    return row
 
 
 async def test_claim_respects_limit(store: Store) -> None:
