@@ -381,10 +381,10 @@ class WriterProfile:
         self.profile = cProfile.Profile()
         commit = store._commit
 
-        def profiled(batch: Any) -> None:
+        def profiled(batch: Any) -> int:
             self.profile.enable()
             try:
-                commit(batch)
+                return commit(batch)
             finally:
                 self.profile.disable()
 

@@ -335,7 +335,7 @@ async def serve(
     if processor is None:
         gateway.campaigns = Campaigns(store, config)
         gateway.outbox.screen = gateway.campaigns.screen
-    gateway.dispatcher = Dispatcher(store, processor or _not_ready, on_enqueued=gateway.outbox.wake)
+    gateway.dispatcher = Dispatcher(store, processor or _not_ready, on_enqueued=gateway.outbox.wake_for_replies)
     gateway.ingest.accept = StoreAccept(
         store,
         settings=config.store,

@@ -187,7 +187,7 @@ class StoreAccept:
             recipient: str | None = normalise_msisdn(message.source_addr, ton=getattr(pdu, "source_addr_ton", 1), default_region=self.settings.default_region)
         except InvalidNumber:
             recipient = None
-        recorded = await self.store.write_first(record_receipt, message.smsc, receipt, message_id, self._clock(), recipient=recipient)
+        recorded = await self.store.write_ahead(record_receipt, message.smsc, receipt, message_id, self._clock(), recipient=recipient)
         if not recorded.matched:
             log.info("receipt_held", smsc=message.smsc, message_id=message_id, stat=receipt.stat)
         elif recorded.by_content:

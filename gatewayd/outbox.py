@@ -188,6 +188,7 @@ class Outbox:
         self._link_slots: weakref.WeakKeyDictionary[SmscLink, _LinkSlots] = weakref.WeakKeyDictionary()
         self._turn = itertools.count()
         self._wakeup = trio.Event()
+        self._replies_due = False
         self._stopping = False
         self._stopped = trio.Event()
         self._running = False
@@ -225,6 +226,12 @@ class Outbox:
 
     def wake(self) -> None:
         """Look at the outbox now instead of at the next sweep."""
+        self._wakeup.set()
+
+    def wake_for_replies(self) -> None:
+        """Like :meth:`wake`, after replies a subscriber waits for were queued: the claim
+        then goes into the store's next commit even if it must cut a batch of bulk work short."""
+        self._replies_due = True
         self._wakeup.set()
 
     @property
@@ -272,8 +279,11 @@ class Outbox:
             claimed: list[ClaimedMt] = []
             if free > 0:
                 self._claiming = True
+                # Claims always go ahead of bulk writes; only one for replies cuts a batch short.
+                write = self.store.write_first if self._replies_due else self.store.write_ahead
+                self._replies_due = False
                 try:
-                    claimed = await self.store.write_first(
+                    claimed = await write(
                         functools.partial(
                             claim_due, node=self.node, now=self._clock(), limit=free, lease=self.lease, screen=self.screen
                         )

@@ -104,8 +104,10 @@ class _RetryIsolated(Exception):
 class _Unit:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    #: Written ahead of other units (:meth:`Store.write_first`).
+    #: Written ahead of other units (:meth:`Store.write_first`, :meth:`Store.write_ahead`).
     first: bool = False
+    #: Someone waits on it: a long batch running when it arrives is cut short.
+    urgent: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -121,14 +123,30 @@ class Store:
             :meth:`Store.write_first` ones (bulk work waits rather than delay a subscriber).
         queue_size: units that may wait for the writer before :meth:`write` blocks its caller.
         readers: how many reads may run at once.
+        cut_after: seconds after which a running batch stops taking more of its units when
+            a :meth:`Store.write_first` unit is waiting: it commits what ran, and the rest
+            goes back to the head of its lane. A reply then waits for at most this much
+            work, not for a whole batch of it. (Only for those units: every cut costs a
+            commit, and bulk work commits in large batches.)
     """
 
     def __init__(
-        self, engine: Engine, *, max_batch: int = 200, max_later: int = 32, queue_size: int = 10_000, readers: int = 4
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 200,
+        max_later: int = 32,
+        queue_size: int = 10_000,
+        readers: int = 4,
+        cut_after: float = 0.005,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.max_later = max_later
+        self.cut_after = cut_after
+        # write_first units sent but not yet in a running batch; read by the writer thread
+        # (an int read is atomic) to cut a long batch short.
+        self._urgent_waiting = 0
         self._send, self._receive = trio.open_memory_channel[_Unit](queue_size)
         self._writer_limiter = trio.CapacityLimiter(1)
         self._reader_limiter = trio.CapacityLimiter(readers)
@@ -206,15 +224,21 @@ class Store:
                     break
                 (first if unit.first else later).append(unit)
             batch = [first.popleft() for _ in range(min(len(first), self.max_batch))]
+            self._urgent_waiting -= sum(unit.urgent for unit in batch)
             room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
             batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
             # Not cancellable: a commit that started finishes, so its callers' outcome is known.
             started = time.perf_counter()
-            await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
+            ran = await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
             if self.on_commit is not None:
-                self.on_commit(time.perf_counter() - started, len(batch))
-            for unit in batch:
+                self.on_commit(time.perf_counter() - started, ran)
+            for unit in batch[:ran]:
                 unit.done.set()
+            # Cut short: what did not run goes back to the head of its lane, in order.
+            deferred = batch[ran:]
+            first.extendleft(reversed([unit for unit in deferred if unit.first]))
+            later.extendleft(reversed([unit for unit in deferred if not unit.first]))
+            self._urgent_waiting += sum(unit.urgent for unit in deferred)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in a coming group commit; return its result once committed.
@@ -228,35 +252,49 @@ class Store:
     async def write_first(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Like :meth:`write`, for a unit a subscriber is waiting on (storing an MO, deciding
         about it, claiming its reply): it goes into the next commit ahead of bulk work, which
-        takes at most ``max_later`` units of a commit that carries such units."""
+        takes at most ``max_later`` units of a commit that carries such units, and a batch
+        running longer than ``cut_after`` when it arrives commits early to let it in."""
+        return await self._write(True, fn, args, kwargs, urgent=True)
+
+    async def write_ahead(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like :meth:`write_first`, but a running batch is not cut short for it: for work
+        that holds a window but that no subscriber waits on (a delivery receipt)."""
         return await self._write(True, fn, args, kwargs)
 
-    async def _write(self, first: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    async def _write(
+        self, first: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, urgent: bool = False
+    ) -> T:
         if not self._running:
             raise StoreUnavailable("the store writer is not running")
-        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args, first)
+        unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args, first, urgent)
+        if urgent:
+            self._urgent_waiting += 1
         await self._send.send(unit)
         await unit.done.wait()
         if unit.error is not None:
             raise unit.error
         return unit.result  # type: ignore[no-any-return]
 
-    def _commit(self, batch: list[_Unit]) -> None:
+    def _commit(self, batch: list[_Unit]) -> int:
+        """Run and commit the batch, or its first units when it is cut short; how many."""
         # Units rarely fail, so the batch first runs without savepoints (one statement per
-        # write). If a unit raises, that transaction is rolled back and the batch runs again
-        # with a SAVEPOINT around each unit, so only the failing ones lose their effects.
+        # write). If a unit raises, that transaction is rolled back and the units that ran
+        # run again with a SAVEPOINT around each, so only the failing ones lose their effects.
         isolate = False
         attempt = 0
+        ran = len(batch)
         while True:
             attempt += 1
-            for unit in batch:
+            for unit in batch[:ran]:
                 unit.result, unit.error = None, None
             try:
                 with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
                     if isolate:
-                        self._run_isolated(conn, batch)
-                    elif not self._run_plain(conn, batch):
-                        raise _RetryIsolated()
+                        self._run_isolated(conn, batch[:ran])
+                    else:
+                        ran, ok = self._run_plain(conn, batch[:ran])
+                        if not ok:
+                            raise _RetryIsolated()
             except _RetryIsolated:
                 isolate = True
                 continue
@@ -266,33 +304,36 @@ class Store:
                     time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
                     continue
                 error = StoreUnavailable(f"commit failed: {exc.orig!r}")
-                for unit in batch:
+                for unit in batch[:ran]:
                     unit.result, unit.error = None, error
-                log.error("store_commit_failed", units=len(batch), error=str(exc.orig))
-                return
+                log.error("store_commit_failed", units=ran, error=str(exc.orig))
+                return ran
             self.commits += 1
-            self.units += len(batch)
-            self.failed_units += sum(unit.error is not None for unit in batch)
-            return
+            self.units += ran
+            self.failed_units += sum(unit.error is not None for unit in batch[:ran])
+            return ran
 
-    @staticmethod
-    def _run_plain(conn: Connection, batch: list[_Unit]) -> bool:
-        """Run every unit; False as soon as one raises (the caller rolls back).
+    def _run_plain(self, conn: Connection, batch: list[_Unit]) -> tuple[int, bool]:
+        """Run the units in order until one raises (False: the caller rolls back) or, past
+        ``cut_after`` seconds, a write_first unit waits; how many ran.
 
         Raises:
             sa.exc.DBAPIError: a transient database error (deadlock, lost connection): the
                 whole batch is retried, it is nobody's fault.
         """
-        for unit in batch:
+        deadline = time.perf_counter() + self.cut_after
+        for ran, unit in enumerate(batch):
+            if ran and self._urgent_waiting > 0 and time.perf_counter() > deadline:
+                return ran, True
             try:
                 unit.result = unit.fn(conn, *unit.args)
             except sa.exc.DBAPIError as exc:
                 if _transient(exc):
                     raise
-                return False
+                return ran + 1, False
             except Exception:
-                return False
-        return True
+                return ran + 1, False
+        return len(batch), True
 
     @staticmethod
     def _run_isolated(conn: Connection, batch: list[_Unit]) -> None:

@@ -21,7 +21,7 @@ from gatewayd.outbox import Outbox
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.constants import CommandStatus
 from profile_store.db import Store
-from profile_store.mt import MtRequest, get_mt, get_parts, outbox_counts
+from profile_store.mt import MtRequest, claim_due, enqueue_mt, get_mt, get_parts, outbox_counts
 from tests.gatewayd.conftest import memory_connector, smsc_config
 
 T0 = 1_700_000_000.0
@@ -155,6 +155,32 @@ async def test_reply_overtakes_queued_bulk(store: Store, simulator: SmscSimulato
     await wait_counts(store, {"submitted": 101})
     order = [pdu.destination_addr for pdu in simulator.submitted]
     assert order.index("447700900999") < 10
+
+
+async def test_only_a_claim_for_replies_may_cut_the_stores_batch_short(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims always go ahead of bulk writes; the one after replies were queued goes as
+    write_first (it may cut a running batch short), the others as write_ahead."""
+    lanes: list[str] = []
+    for lane in ("write_first", "write_ahead"):
+
+        def recording(fn: Any, *args: Any, _lane: str = lane, _write: Any = getattr(store, lane), **kwargs: Any) -> Any:
+            if getattr(fn, "func", fn) is claim_due:
+                lanes.append(_lane)
+            return _write(fn, *args, **kwargs)
+
+        monkeypatch.setattr(store, lane, recording)
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery, sweep_interval=3600.0)
+    await outbox.enqueue(mt(1))
+    await wait_counts(store, {"submitted": 1})
+    assert set(lanes) == {"write_ahead"}
+    lanes.clear()
+    await store.write(functools.partial(enqueue_mt, request=mt(2, priority=0), now=T0, concat_ref=1))
+    outbox.wake_for_replies()
+    await wait_counts(store, {"submitted": 2})
+    assert lanes[0] == "write_first" and set(lanes[1:]) <= {"write_ahead"}
 
 
 async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:

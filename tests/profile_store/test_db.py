@@ -99,3 +99,68 @@ async def test_a_write_first_unit_overtakes_queued_bulk_units(store: Store) -> N
     assert len(with_urgent) <= store.max_later
     assert all(commit_of[f"bulk{n}"] >= urgent for n in range(100))
     assert len(commit_of) == 101
+
+
+async def _arrive_during_a_slow_unit(store: Store, arriving: str, *, bulk: int, bulk_after: int = 0) -> tuple[dict[str, int], list[str]]:
+    """Queue "slow" then ``bulk`` ordinary units behind a held commit; while "slow" runs (first
+    in the next batch), write "urgent" with the store method ``arriving`` and ``bulk_after``
+    more ordinary units. Returns the commit number each unit ran in, and the order they ran."""
+    hold_gate, slow_gate, slow_started = threading.Event(), threading.Event(), threading.Event()
+    commit_of: dict[str, int] = {}
+    order: list[str] = []
+
+    def hold(conn: sa.Connection) -> None:
+        hold_gate.wait(10)
+
+    def note(conn: sa.Connection, name: str) -> None:
+        if name == "slow":
+            slow_started.set()
+            slow_gate.wait(10)
+        commit_of[name] = store.commits
+        order.append(name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.write, hold)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(store.write, note, "slow")
+        await trio.testing.wait_all_tasks_blocked()
+        for n in range(bulk):
+            nursery.start_soon(store.write, note, f"bulk{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        hold_gate.set()
+        await trio.to_thread.run_sync(slow_started.wait, 10)
+        nursery.start_soon(getattr(store, arriving), note, "urgent")
+        for n in range(bulk, bulk + bulk_after):
+            nursery.start_soon(store.write, note, f"bulk{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        slow_gate.set()
+    return commit_of, order
+
+
+async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store) -> None:
+    """A write_first unit that arrives while a long batch of bulk units runs waits for the unit
+    running then, not for the whole batch: the batch commits what ran, the urgent unit goes
+    into the next commit, and the rest of the bulk follows."""
+    store.cut_after = 0.0
+    commit_of, order = await _arrive_during_a_slow_unit(store, "write_first", bulk=50)
+    assert order[:2] == ["slow", "urgent"] and sorted(order[2:]) == sorted(f"bulk{n}" for n in range(50))
+    assert commit_of["urgent"] == commit_of["slow"] + 1
+    assert all(commit_of[f"bulk{n}"] >= commit_of["urgent"] for n in range(50))
+
+
+async def test_a_batch_is_not_cut_before_its_time(store: Store) -> None:
+    """Before cut_after has passed, a waiting write_first unit does not split the running batch."""
+    store.cut_after = 60.0
+    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_first", bulk=20)
+    assert {commit_of[f"bulk{n}"] for n in range(20)} == {commit_of["slow"]}
+    assert commit_of["urgent"] == commit_of["slow"] + 1
+
+
+async def test_a_write_ahead_unit_goes_first_without_cutting_a_batch(store: Store) -> None:
+    """A write_ahead unit (a receipt) overtakes queued bulk units but does not cut the batch
+    that runs when it arrives: nobody waits on it, and every cut costs a commit."""
+    store.cut_after = 0.0
+    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_ahead", bulk=20, bulk_after=20)
+    assert {commit_of[f"bulk{n}"] for n in range(20)} == {commit_of["slow"]}
+    assert commit_of["urgent"] == commit_of["slow"] + 1
+    assert all(commit_of[f"bulk{n}"] >= commit_of["urgent"] for n in range(20, 40))
