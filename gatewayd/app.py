@@ -335,7 +335,13 @@ async def serve(
     if processor is None:
         gateway.campaigns = Campaigns(store, config)
         gateway.outbox.screen = gateway.campaigns.screen
-    gateway.dispatcher = Dispatcher(store, processor or _not_ready, on_enqueued=gateway.outbox.wake_for_replies)
+    gateway.dispatcher = Dispatcher(
+        store,
+        processor or _not_ready,
+        on_enqueued=gateway.outbox.wake_for_replies,
+        claim_for=gateway.outbox.claim_for_hand_off,
+        take_claimed=gateway.outbox.take_claimed,
+    )
     gateway.ingest.accept = StoreAccept(
         store,
         settings=config.store,

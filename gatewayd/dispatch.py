@@ -13,6 +13,7 @@ the MO is already stored, and the periodic sweep of ``stored`` MOs picks it up.
 
 from __future__ import annotations
 
+import collections
 import functools
 import time
 from typing import Callable, Sequence
@@ -24,7 +25,7 @@ import trio
 
 from profile_store.db import Store, StoreUnavailable
 from profile_store.mo import pending_mos
-from profile_store.mt import MtRequest, enqueue_mt
+from profile_store.mt import ClaimedMt, MtRequest, enqueue_claimed, enqueue_mt
 from profile_store.prepared import Prepared
 from profile_store.schema import mo_messages
 from profile_store.values import MoStatus, StoredMo
@@ -73,6 +74,8 @@ class Processed:
     mt_ids: tuple[int, ...]
     #: False when the MO had already been processed (a second delivery of the same work).
     fresh: bool
+    #: The replies among ``mt_ids`` enqueued already claimed for the sender (see process_mos).
+    claimed: tuple[ClaimedMt, ...] = ()
 
 
 # Built once: SQLAlchemy then reuses the compiled statements for every MO.
@@ -114,9 +117,19 @@ class _ApplyFailed(Exception):
 
 
 def process_mos(
-    conn: sa.Connection, mos: Sequence[StoredMo], now: float, processor: MoProcessor, next_ref: Callable[[str], int]
+    conn: sa.Connection,
+    mos: Sequence[StoredMo],
+    now: float,
+    processor: MoProcessor,
+    next_ref: Callable[[str], int],
+    claim: tuple[str, float] | None = None,
 ) -> list[Processed | Failed]:
     """The unit of work for a batch of MOs: decide, enqueue the replies, mark each processed.
+
+    With ``claim`` (a node and a lease), replies are enqueued already claimed by that node
+    (see :func:`profile_store.mt.enqueue_claimed`), for a sender that starts them once this
+    commits; except the replies to a subscriber with another MO in the batch, which wait
+    for the claim-time screen like any queued MT (a STOP later in the batch is seen there).
 
     One conditional UPDATE claims every MO still 'stored', so work handed over twice (by
     ingest and by the sweep, or by two nodes) is done once; each claimed MO is decided and
@@ -128,10 +141,10 @@ def process_mos(
     """
     savepoint = conn.begin_nested()
     try:
-        outcomes = _process_mos(conn, mos, now, processor, next_ref, isolate=False)
+        outcomes = _process_mos(conn, mos, now, processor, next_ref, claim, isolate=False)
     except _ApplyFailed:
         savepoint.rollback()
-        return _process_mos(conn, mos, now, processor, next_ref, isolate=True)
+        return _process_mos(conn, mos, now, processor, next_ref, claim, isolate=True)
     except BaseException:
         savepoint.rollback()
         raise
@@ -145,6 +158,7 @@ def _process_mos(
     now: float,
     processor: MoProcessor,
     next_ref: Callable[[str], int],
+    claim: tuple[str, float] | None,
     *,
     isolate: bool,
 ) -> list[Processed | Failed]:
@@ -155,6 +169,8 @@ def _process_mos(
         prepare(conn, [mo for mo in mos if mo.id in claimed], now)
     outcomes: list[Processed | Failed] = []
     routes: list[dict[str, object]] = []
+    senders = collections.Counter(mo.subscriber_id for mo in mos)
+    repeated = {sid for sid, count in senders.items() if count > 1}
     failures: list[dict[str, object]] = []
     for mo in mos:
         if mo.id not in claimed:
@@ -187,9 +203,18 @@ def _process_mos(
                     failures.append({"mo_id": mo.id, "new_error": error})
                     outcomes.append(Failed(mo.id, error))
                     continue
-        mt_ids = tuple(enqueue_mt(conn, request, now, concat_ref=next_ref(request.msisdn)).id for request in requests)
+        mt_ids: list[int] = []
+        claimed_mts: list[ClaimedMt] = []
+        for request in requests:
+            ref = next_ref(request.msisdn)
+            if claim is not None and mo.subscriber_id not in repeated:
+                mt = enqueue_claimed(conn, request, now, concat_ref=ref, node=claim[0], lease=claim[1])
+                claimed_mts.append(mt)
+                mt_ids.append(mt.id)
+            else:
+                mt_ids.append(enqueue_mt(conn, request, now, concat_ref=ref).id)
         routes.append({"mo_id": mo.id, "new_route": decision.route, "new_campaign_id": decision.campaign_id})
-        outcomes.append(Processed(mo.id, decision.route, mt_ids, fresh=True))
+        outcomes.append(Processed(mo.id, decision.route, tuple(mt_ids), fresh=True, claimed=tuple(claimed_mts)))
     _RECORD_ROUTE.many(conn, routes)
     if failures:
         conn.execute(_RECORD_FAILURE, failures)
@@ -202,7 +227,11 @@ class Dispatcher:
     Args:
         store: the store.
         processor: decides about each MO.
-        on_enqueued: called after a commit that enqueued MTs (wakes the outbox).
+        on_enqueued: called after a commit that enqueued MTs left for the outbox to claim
+            (wakes it).
+        claim_for: the node and lease under which replies may be enqueued already claimed,
+            or None (then all are left to claim); asked before each unit.
+        take_claimed: given the replies enqueued already claimed, after their commit.
         workers: units processed concurrently (they share group commits).
         batch: the most MOs one unit processes.
         sweep_interval: seconds between sweeps for ``stored`` MOs nobody handed over.
@@ -215,6 +244,8 @@ class Dispatcher:
         processor: MoProcessor = leave_unrouted,
         *,
         on_enqueued: Callable[[], None] = lambda: None,
+        claim_for: Callable[[], tuple[str, float] | None] = lambda: None,
+        take_claimed: Callable[[Sequence[ClaimedMt]], None] = lambda mts: None,
         workers: int = 8,
         batch: int = 100,
         queue_size: int = 10_000,
@@ -224,6 +255,8 @@ class Dispatcher:
         self.store = store
         self.processor = processor
         self._on_enqueued = on_enqueued
+        self._claim_for = claim_for
+        self._take_claimed = take_claimed
         self._workers = workers
         self._batch = batch
         self._sweep_interval = sweep_interval
@@ -301,7 +334,9 @@ class Dispatcher:
         started = trio.current_time()
         try:
             # The references are only ever handed out on the writer thread, one unit at a time.
-            outcomes = await self.store.write_first(process_mos, batch, self._clock(), self.processor, self._refs.next)
+            outcomes = await self.store.write_first(
+                process_mos, batch, self._clock(), self.processor, self._refs.next, self._claim_for()
+            )
         except StoreUnavailable as exc:
             # Still 'stored': the next sweep tries again.
             log.warning("mo_processing_deferred", mo_ids=[mo.id for mo in batch], error=str(exc))
@@ -323,6 +358,7 @@ class Dispatcher:
             return
         latency_ms = round((trio.current_time() - started) * 1000, 3)
         enqueued = 0
+        claimed: list[ClaimedMt] = []
         for outcome in outcomes:
             if isinstance(outcome, Failed):
                 self.failed += 1
@@ -330,7 +366,10 @@ class Dispatcher:
             elif outcome.fresh:
                 self.processed += 1
                 enqueued += len(outcome.mt_ids)
+                claimed += outcome.claimed
                 log.info("mo_processed", mo_id=outcome.mo_id, route=outcome.route, replies=len(outcome.mt_ids), latency_ms=latency_ms)
-        if enqueued:
-            self.enqueued += enqueued
+        self.enqueued += enqueued
+        if claimed:
+            self._take_claimed(claimed)
+        if enqueued > len(claimed):
             self._on_enqueued()

@@ -28,7 +28,7 @@ import heapq
 import itertools
 import time
 import weakref
-from typing import AsyncIterator, Callable, Mapping
+from typing import AsyncIterator, Callable, Mapping, Sequence
 
 import attrs
 import structlog
@@ -189,6 +189,11 @@ class Outbox:
         self._turn = itertools.count()
         self._wakeup = trio.Event()
         self._replies_due = False
+        # Whether the store may hold due MTs: set by wake(), the sweep, and a full claim.
+        self._look = True
+        self._last_claim_full = False
+        # MTs enqueued already claimed by this node (take_claimed), waiting for a slot.
+        self._handed: collections.deque[ClaimedMt] = collections.deque()
         self._stopping = False
         self._stopped = trio.Event()
         self._running = False
@@ -226,13 +231,25 @@ class Outbox:
 
     def wake(self) -> None:
         """Look at the outbox now instead of at the next sweep."""
+        self._look = True
+        self._wakeup.set()
+
+    def claim_for_hand_off(self) -> tuple[str, float] | None:
+        """The node and lease under which MTs may be enqueued already claimed for this outbox
+        (:func:`profile_store.mt.enqueue_claimed`), or None while it is not sending."""
+        return (self.node, self.lease) if self._running and not self._stopping else None
+
+    def take_claimed(self, mts: Sequence[ClaimedMt]) -> None:
+        """Send MTs enqueued already claimed by this node, as soon as slots allow: a reply
+        decided in the store's last commit skips the claim that would otherwise follow."""
+        self._handed.extend(mts)
         self._wakeup.set()
 
     def wake_for_replies(self) -> None:
         """Like :meth:`wake`, after replies a subscriber waits for were queued: the claim
         then goes into the store's next commit even if it must cut a batch of bulk work short."""
         self._replies_due = True
-        self._wakeup.set()
+        self.wake()
 
     @property
     def in_flight(self) -> int:
@@ -276,8 +293,15 @@ class Outbox:
         while not self._stopping:
             self._wakeup = trio.Event()
             free = min(self.batch, int(self._slots.available_tokens))
+            while self._handed and free > 0:
+                mt = self._handed.popleft()
+                if mt.id not in self._in_flight:
+                    self._start(nursery, mt)
+                    free -= 1
             claimed: list[ClaimedMt] = []
-            if free > 0:
+            asked = free > 0 and self._look
+            if asked:
+                self._look = False
                 self._claiming = True
                 # Claims always go ahead of bulk writes; only one for replies cuts a batch short.
                 write = self.store.write_first if self._replies_due else self.store.write_ahead
@@ -296,22 +320,31 @@ class Outbox:
                 # stop() came while claiming: leave these to release_claims rather than start them.
                 break
             ended, self._ended_while_claiming = self._ended_while_claiming, set()
+            handed = {mt.id for mt in self._handed}
             for mt in claimed:
-                if mt.id in self._in_flight or mt.id in ended:
-                    # Our own lease ran out while we were still sending it: the send in
-                    # progress (or just ended) owns the outcome; starting it again would
-                    # submit it twice.
+                if mt.id in self._in_flight or mt.id in ended or mt.id in handed:
+                    # Our own lease ran out while we were still sending it (or before a
+                    # slot came free for it): the send in progress (or just ended, or still
+                    # to start) owns the outcome; starting it again would submit it twice.
                     continue
                 # Cannot block: at most `free` MTs were claimed and only this loop takes slots.
-                self._slots.acquire_on_behalf_of_nowait(mt.id)
-                self._in_flight.add(mt.id)
-                nursery.start_soon(self._send_task, mt)
-            if len(claimed) == free and free > 0:
-                # A full batch: more may be due already.
-                await trio.lowlevel.checkpoint()
-                continue
-            with trio.move_on_after(self.sweep_interval):
+                self._start(nursery, mt)
+            if asked:
+                self._last_claim_full = len(claimed) == free
+                if self._last_claim_full:
+                    # A full batch: more may be due already.
+                    self._look = True
+                    await trio.lowlevel.checkpoint()
+                    continue
+            with trio.move_on_after(self.sweep_interval) as sweep:
                 await self._wakeup.wait()
+            if sweep.cancelled_caught:
+                self._look = True
+
+    def _start(self, nursery: trio.Nursery, mt: ClaimedMt) -> None:
+        self._slots.acquire_on_behalf_of_nowait(mt.id)
+        self._in_flight.add(mt.id)
+        nursery.start_soon(self._send_task, mt)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -323,8 +356,11 @@ class Outbox:
             if self._claiming:
                 self._ended_while_claiming.add(mt.id)
             self._slots.release_on_behalf_of(mt.id)
-            # A slot came free: claim again if the last claim was cut short by the bound.
-            self.wake()
+            # A slot came free: for an MT handed over, or to claim again if the last claim
+            # was cut short by the bound.
+            if self._last_claim_full:
+                self._look = True
+            self._wakeup.set()
 
     def _pick_link(self, mt: ClaimedMt) -> SmscLink | None:
         if mt.smsc is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "StoredMt",
     "StoredMtPart",
     "ClaimedMt",
+    "enqueue_claimed",
     "MtProgress",
     "DEFAULT_BACKOFF_BASE",
     "DEFAULT_BACKOFF_CAP",
@@ -294,6 +295,27 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
         UnencodableError: ``data_coding`` asks for an alphabet that cannot carry the text.
         ValueError: the text needs more than 255 parts, or ``data_coding`` is not a text coding.
     """
+    row, _ = _insert_mt(conn, request, now, concat_ref)
+    return StoredMt.from_row(row)
+
+
+def enqueue_claimed(conn: Connection, request: MtRequest, now: float, *, concat_ref: int, node: str, lease: float) -> ClaimedMt:
+    """Store an MT already claimed by ``node`` (``sending``, under a lease of ``lease``
+    seconds), for a sender that starts it as soon as the transaction commits: a reply decided
+    in the same transaction skips the claim that would follow (see :func:`enqueue_mt`).
+
+    The claim-time screen does not run: the caller has just decided to send it against the
+    same transaction's view of the ledger. If the node dies before it is sent, the lease
+    runs out and :func:`claim_due` resumes it like any abandoned send.
+    """
+    row, parts = _insert_mt(conn, request, now, concat_ref, claim=(node, now + lease))
+    return ClaimedMt.from_row(row, tuple(part.index for part in parts))
+
+
+def _insert_mt(
+    conn: Connection, request: MtRequest, now: float, concat_ref: int, claim: tuple[str, float] | None = None
+) -> tuple[dict[str, Any], list[Any]]:
+    """Insert the MT and its pending parts; the row as written (``id`` and ``msisdn`` included) and its parts."""
     # Splitting here (not only at send time) rejects unsendable text while the caller can
     # still be told, and fixes parts_total so part rows exist before the first attempt.
     parts = split_text(request.text, reference=concat_ref, method=ConcatMethod.UDH8, data_coding=request.data_coding)
@@ -312,14 +334,14 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
         "parts_total": len(parts),
         "priority": request.priority,
         "registered_delivery": request.registered_delivery,
-        "status": "queued",
+        "status": "queued" if claim is None else "sending",
         "attempts": 0,
         "next_attempt_at": now,
         "last_error": None,
         "in_reply_to": request.in_reply_to,
         "campaign": request.campaign,
-        "claimed_by": None,
-        "claim_expires_at": None,
+        "claimed_by": None if claim is None else claim[0],
+        "claim_expires_at": None if claim is None else claim[1],
         "created_at": now,
         "updated_at": now,
         "kind": request.resolved_kind,
@@ -327,7 +349,7 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
     mt_id = _INSERT_MT.insert_id(conn, row)
     _INSERT_PARTS.many(conn, [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
     # The row holds exactly what was inserted, so it is not read back.
-    return StoredMt.from_row({**row, "id": mt_id, "msisdn": msisdn})
+    return {**row, "id": mt_id, "msisdn": msisdn}, parts
 
 
 def get_mt(conn: Connection, mt_id: int) -> StoredMt | None:

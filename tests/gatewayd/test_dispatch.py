@@ -10,7 +10,7 @@ import trio
 from gatewayd.dispatch import Decision, Dispatcher
 from profile_store.db import Store
 from profile_store.mo import MoPartIn, store_mo_part
-from profile_store.mt import MtRequest
+from profile_store.mt import ClaimedMt, MtRequest
 from profile_store.values import StoredMo
 
 
@@ -164,3 +164,34 @@ async def test_prepare_sees_each_batch_of_claimed_mos_once(nursery: trio.Nursery
     await _settle(store, dispatcher, 4)
     assert sorted(i for batch in seen for i in batch) == [mo.id for mo in mos]
     assert sorted(decided) == [mo.id for mo in mos]
+
+
+async def test_replies_are_handed_over_already_claimed_except_for_a_repeated_sender(nursery: trio.Nursery, store: Store) -> None:
+    """With a sender taking claimed replies, each reply is enqueued claimed by its node (it
+    skips a claim) and handed over after the commit; the replies to a subscriber with a
+    second MO in the batch (a STOP, perhaps) are left queued for the claim-time screen."""
+    mos = await _stored(store, 3)
+    again = await store.write(store_mo_part, _part(0, "STOP"), time.time())
+    assert again.mo is not None
+    handed: list[ClaimedMt] = []
+    woken: list[int] = []
+    dispatcher = Dispatcher(
+        store,
+        _reply,
+        sweep_interval=3600,
+        workers=1,
+        claim_for=lambda: ("node-a", 60.0),
+        take_claimed=handed.extend,
+        on_enqueued=lambda: woken.append(1),
+    )
+    for mo in [*mos, again.mo]:
+        dispatcher.submit(mo)
+    await nursery.start(dispatcher.run)
+    await _settle(store, dispatcher, 4)
+    assert sorted(mt.msisdn for mt in handed) == [mos[1].msisdn, mos[2].msisdn]
+    assert all(mt.pending_parts == (1,) and mt.priority == 0 for mt in handed)
+    rows = await store.read(lambda conn: conn.execute(sa.text("SELECT id, status, claimed_by FROM mt_messages ORDER BY id")).all())
+    by_id = {int(i): (status, node) for i, status, node in rows}
+    assert {by_id[mt.id] for mt in handed} == {("sending", "node-a")}
+    assert sorted(v for i, v in by_id.items() if i not in {mt.id for mt in handed}) == [("queued", None)] * 2
+    assert woken

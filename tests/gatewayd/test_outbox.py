@@ -21,7 +21,7 @@ from gatewayd.outbox import Outbox
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.constants import CommandStatus
 from profile_store.db import Store
-from profile_store.mt import MtRequest, claim_due, enqueue_mt, get_mt, get_parts, outbox_counts
+from profile_store.mt import MtRequest, claim_due, enqueue_claimed, enqueue_mt, get_mt, get_parts, outbox_counts
 from tests.gatewayd.conftest import memory_connector, smsc_config
 
 T0 = 1_700_000_000.0
@@ -180,7 +180,38 @@ async def test_only_a_claim_for_replies_may_cut_the_stores_batch_short(
     await store.write(functools.partial(enqueue_mt, request=mt(2, priority=0), now=T0, concat_ref=1))
     outbox.wake_for_replies()
     await wait_counts(store, {"submitted": 2})
+    await outbox.stop()
     assert lanes[0] == "write_first" and set(lanes[1:]) <= {"write_ahead"}
+
+
+async def test_a_reply_handed_over_claimed_is_sent_without_a_claim(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An MT enqueued already claimed by this node and handed over goes out at once, with no
+    claim of the outbox in between; a claim that later sees its row does not send it again."""
+    claims: list[int] = []
+    claim_ahead = store.write_ahead
+
+    def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "func", fn) is claim_due:
+            claims.append(1)
+        return claim_ahead(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_ahead", counting)
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery, sweep_interval=3600.0)
+    await wait_counts(store, {})
+    node, lease = outbox.claim_for_hand_off() or ("", 0.0)
+    assert node == "n1"
+    before = len(claims)
+    claimed = await store.write(functools.partial(enqueue_claimed, request=mt(1, priority=0), now=clock(), concat_ref=1, node=node, lease=lease))
+    outbox.take_claimed([claimed])
+    await wait_counts(store, {"submitted": 1})
+    assert len(claims) == before and simulator.stats["submits_accepted"] == 1
+    outbox.wake()
+    await outbox.stop()
+    assert await store.read(outbox_counts) == {"submitted": 1}
+    assert simulator.stats["submits_accepted"] == 1
 
 
 async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
