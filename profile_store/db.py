@@ -123,9 +123,9 @@ class Store:
             :meth:`Store.write_first` ones (bulk work waits rather than delay a subscriber).
         queue_size: units that may wait for the writer before :meth:`write` blocks its caller.
         readers: how many reads may run at once.
-        cut_after: seconds after which a running batch stops taking more of its units when
-            a :meth:`Store.write_first` unit is waiting: it commits what ran, and the rest
-            goes back to the head of its lane. A reply then waits for at most this much
+        cut_after: seconds after which a running batch stops taking more of its bulk
+            units when a :meth:`Store.write_first` unit is waiting: it commits what ran, and
+            the rest goes back to the head of its lane. A reply then waits for at most this much
             work, not for a whole batch of it. (Only for those units: every cut costs a
             commit, and bulk work commits in large batches.)
     """
@@ -315,7 +315,7 @@ class Store:
 
     def _run_plain(self, conn: Connection, batch: list[_Unit]) -> tuple[int, bool]:
         """Run the units in order until one raises (False: the caller rolls back) or, past
-        ``cut_after`` seconds, a write_first unit waits; how many ran.
+        ``cut_after`` seconds, a write_first unit waits while bulk units remain; how many ran.
 
         Raises:
             sa.exc.DBAPIError: a transient database error (deadlock, lost connection): the
@@ -323,7 +323,9 @@ class Store:
         """
         deadline = time.perf_counter() + self.cut_after
         for ran, unit in enumerate(batch):
-            if ran and self._urgent_waiting > 0 and time.perf_counter() > deadline:
+            # Only bulk units are left for later: the batch's first-lane units came before
+            # the ones waiting.
+            if ran and not unit.first and self._urgent_waiting > 0 and time.perf_counter() > deadline:
                 return ran, True
             try:
                 unit.result = unit.fn(conn, *unit.args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -101,10 +102,17 @@ async def test_a_write_first_unit_overtakes_queued_bulk_units(store: Store) -> N
     assert len(commit_of) == 101
 
 
-async def _arrive_during_a_slow_unit(store: Store, arriving: str, *, bulk: int, bulk_after: int = 0) -> tuple[dict[str, int], list[str]]:
-    """Queue "slow" then ``bulk`` ordinary units behind a held commit; while "slow" runs (first
-    in the next batch), write "urgent" with the store method ``arriving`` and ``bulk_after``
-    more ordinary units. Returns the commit number each unit ran in, and the order they ran."""
+def _bulk(first: int, count: int) -> list[tuple[str, str]]:
+    return [("write", f"bulk{n}") for n in range(first, first + count)]
+
+
+async def _arrive_during_a_slow_unit(
+    store: Store, arriving: str, *, queued: Sequence[tuple[str, str]], after: Sequence[tuple[str, str]] = ()
+) -> tuple[dict[str, int], list[str]]:
+    """Queue ``queued`` (store method, unit name) behind a held commit, the first of them
+    "slow"; while "slow" runs (first in the next batch), write "urgent" with the store method
+    ``arriving``, then ``after``. Returns the commit number each unit ran in, and the order
+    they ran."""
     hold_gate, slow_gate, slow_started = threading.Event(), threading.Event(), threading.Event()
     commit_of: dict[str, int] = {}
     order: list[str] = []
@@ -122,16 +130,17 @@ async def _arrive_during_a_slow_unit(store: Store, arriving: str, *, bulk: int, 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(store.write, hold)
         await trio.testing.wait_all_tasks_blocked()
-        nursery.start_soon(store.write, note, "slow")
+        (lane, name), *rest = queued
+        nursery.start_soon(getattr(store, lane), note, name)
         await trio.testing.wait_all_tasks_blocked()
-        for n in range(bulk):
-            nursery.start_soon(store.write, note, f"bulk{n}")
+        for lane, name in rest:
+            nursery.start_soon(getattr(store, lane), note, name)
         await trio.testing.wait_all_tasks_blocked()
         hold_gate.set()
         await trio.to_thread.run_sync(slow_started.wait, 10)
         nursery.start_soon(getattr(store, arriving), note, "urgent")
-        for n in range(bulk, bulk + bulk_after):
-            nursery.start_soon(store.write, note, f"bulk{n}")
+        for lane, name in after:
+            nursery.start_soon(getattr(store, lane), note, name)
         await trio.testing.wait_all_tasks_blocked()
         slow_gate.set()
     return commit_of, order
@@ -142,7 +151,7 @@ async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store) ->
     running then, not for the whole batch: the batch commits what ran, the urgent unit goes
     into the next commit, and the rest of the bulk follows."""
     store.cut_after = 0.0
-    commit_of, order = await _arrive_during_a_slow_unit(store, "write_first", bulk=50)
+    commit_of, order = await _arrive_during_a_slow_unit(store, "write_first", queued=[("write", "slow"), *_bulk(0, 50)])
     assert order[:2] == ["slow", "urgent"] and sorted(order[2:]) == sorted(f"bulk{n}" for n in range(50))
     assert commit_of["urgent"] == commit_of["slow"] + 1
     assert all(commit_of[f"bulk{n}"] >= commit_of["urgent"] for n in range(50))
@@ -151,7 +160,7 @@ async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store) ->
 async def test_a_batch_is_not_cut_before_its_time(store: Store) -> None:
     """Before cut_after has passed, a waiting write_first unit does not split the running batch."""
     store.cut_after = 60.0
-    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_first", bulk=20)
+    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_first", queued=[("write", "slow"), *_bulk(0, 20)])
     assert {commit_of[f"bulk{n}"] for n in range(20)} == {commit_of["slow"]}
     assert commit_of["urgent"] == commit_of["slow"] + 1
 
@@ -160,7 +169,17 @@ async def test_a_write_ahead_unit_goes_first_without_cutting_a_batch(store: Stor
     """A write_ahead unit (a receipt) overtakes queued bulk units but does not cut the batch
     that runs when it arrives: nobody waits on it, and every cut costs a commit."""
     store.cut_after = 0.0
-    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_ahead", bulk=20, bulk_after=20)
+    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_ahead", queued=[("write", "slow"), *_bulk(0, 20)], after=_bulk(20, 20))
     assert {commit_of[f"bulk{n}"] for n in range(20)} == {commit_of["slow"]}
     assert commit_of["urgent"] == commit_of["slow"] + 1
     assert all(commit_of[f"bulk{n}"] >= commit_of["urgent"] for n in range(20, 40))
+
+
+async def test_first_lane_units_of_a_batch_are_not_cut_for_later_ones(store: Store) -> None:
+    """A batch is cut only where its bulk units start: its own write_first units came before
+    the one waiting and run in the same commit."""
+    store.cut_after = 0.0
+    replies = [("write_first", f"reply{n}") for n in range(5)]
+    commit_of, _ = await _arrive_during_a_slow_unit(store, "write_first", queued=[("write_first", "slow"), *replies, ("write", "bulk")])
+    assert {commit_of[f"reply{n}"] for n in range(5)} == {commit_of["slow"]}
+    assert commit_of["bulk"] > commit_of["slow"] and commit_of["urgent"] == commit_of["slow"] + 1
