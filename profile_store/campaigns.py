@@ -356,6 +356,8 @@ def claim_coupon(conn: sa.Connection, campaign_id: int, subscriber_id: int, now:
     if mine is not None:
         return CouponOutcome("already", mine)
     for _ in range(5):
+        # The first entry of the partial index ix_coupons_campaign_id_id_unclaimed, which only a
+        # WHERE saying ``claimed_at IS NULL`` (as is_(None) writes it) lets the database use.
         free = conn.execute(
             sa.select(coupons.c.id, coupons.c.code)
             .where(coupons.c.campaign_id == campaign_id, coupons.c.claimed_at.is_(None))
@@ -377,6 +379,7 @@ def claim_coupon(conn: sa.Connection, campaign_id: int, subscriber_id: int, now:
 def redeem_coupon(conn: sa.Connection, campaign_id: int, code: str, now: float) -> CouponOutcome:
     """Mark a claimed, unredeemed code of the campaign redeemed (codes compare case-insensitively)."""
     wanted = code.strip().upper()
+    # upper(code) is the expression ix_coupons_campaign_id_upper_code indexes: change both or neither.
     row = conn.execute(
         sa.select(coupons.c.id, coupons.c.code).where(
             coupons.c.campaign_id == campaign_id,

@@ -21,7 +21,7 @@ NOTES (conventions every table follows):
 
 from __future__ import annotations
 
-from sqlalchemy import false
+from sqlalchemy import false, func
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -141,8 +141,9 @@ mo_parts = Table(
     Column("connection", String(32), nullable=True),
     _one_of("status", MO_PART_STATUSES),
     Index(None, "smsc", "dedupe_key", "received_at"),
-    Index(None, "concat_key", "status"),
-    Index(None, "status", "received_at"),
+    # Status first: expire_incomplete reads the pending parts grouped by concat_key from one
+    # range of it, and a group's pending parts are (status, concat_key) equalities.
+    Index(None, "status", "concat_key"),
     Index(None, "subscriber_id"),
     Index(None, "mo_id"),
 )
@@ -219,6 +220,15 @@ mt_messages = Table(
     Index(None, "subscriber_id"),
     Index(None, "campaign", "status"),
     Index(None, "send_id", "subscriber_id"),
+)
+#: finish_sends: does a running send still have a queued or sending MT? Partial: replies
+#: (no send) never touch it, so their inserts and status changes do not maintain it.
+Index(
+    "ix_mt_messages_send_id_status",
+    mt_messages.c.send_id,
+    mt_messages.c.status,
+    sqlite_where=mt_messages.c.send_id.is_not(None),
+    postgresql_where=mt_messages.c.send_id.is_not(None),
 )
 
 #: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.
@@ -306,8 +316,8 @@ sessions = Table(
     Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
     Column("expires_at", Float, nullable=False),
     Index(None, "subscriber_id"),
-    Index(None, "campaign_id"),
-    Index(None, "expires_at"),
+    # Both columns: erasing one campaign's session of a subscriber finds it at once.
+    Index(None, "campaign_id", "subscriber_id"),
 )
 
 #: A result counted by a module: a vote, an answer, a score. Tallies add up the records
@@ -364,6 +374,19 @@ coupons = Table(
     Index(None, "campaign_id", "subscriber_id"),
     Index(None, "subscriber_id"),
 )
+#: The free codes of a campaign in id order: claim_coupon's lowest free code is the first entry.
+#: Partial: a query can use it only if its WHERE says ``claimed_at IS NULL`` too.
+Index(
+    "ix_coupons_campaign_id_id_unclaimed",
+    coupons.c.campaign_id,
+    coupons.c.id,
+    sqlite_where=coupons.c.claimed_at.is_(None),
+    postgresql_where=coupons.c.claimed_at.is_(None),
+)
+#: redeem_coupon compares codes case-insensitively, as ``upper(code)``: a query must say
+#: exactly this expression to use the index. SQLite cannot reflect an expression-based index,
+#: so a later revision that rebuilds ``coupons`` with a batch operation must create it again.
+Index("ix_coupons_campaign_id_upper_code", coupons.c.campaign_id, func.upper(coupons.c.code))
 
 #: Who receives the alerts of a topic (the lists multicast campaigns send to).
 alert_subscriptions = Table(
@@ -373,7 +396,9 @@ alert_subscriptions = Table(
     Column("topic", String(64), primary_key=True),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
     Column("subscribed_at", Float, nullable=False),
-    Index(None, "subscriber_id"),
+    # Leads with subscriber_id, so it also serves the foreign key and erasure by subscriber;
+    # the campaign makes unsubscribing one campaign's topics a single range.
+    Index(None, "subscriber_id", "campaign_id"),
 )
 
 
@@ -437,7 +462,10 @@ customer_campaigns = Table(
     Column("first_at", Float, nullable=False),
     Column("last_at", Float, nullable=False),
     Column("mos", Integer, nullable=False),
-    Index(None, "campaign_id", "last_at"),
+    # Segments' took_part_in / not_in read the subscribers of a campaign from it (on
+    # PostgreSQL, as an index-only scan). No column that every MO updates (last_at, mos) is
+    # in it, so counting an MO leaves the index alone.
+    Index(None, "campaign_id", "subscriber_id"),
 )
 
 #: What a subscriber declared about themselves (age_band, postcode, ...): the latest value
@@ -450,8 +478,10 @@ subscriber_attributes = Table(
     Column("value", String(200), nullable=False),
     Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=True),
     Column("declared_at", Float, nullable=False),
+    # Segments select by attribute (PostgreSQL reads the matching rows from it).
     Index(None, "name", "value"),
-    Index(None, "campaign_id"),
+    # Both columns: erasing what one campaign collected about a subscriber finds it at once.
+    Index(None, "campaign_id", "subscriber_id"),
 )
 
 #: The audit trail: one row per :class:`permissions.audit.AuditRecord`, hash-chained in id
@@ -473,7 +503,6 @@ audit_log = Table(
     Column("detail", Text, nullable=False),
     Column("digest", String(64), nullable=False),
     Index(None, "subject"),
-    Index(None, "at"),
 )
 
 
