@@ -184,7 +184,14 @@ class Outbound:
 
 def _id_bounds(conn: sa.Connection) -> tuple[int, int]:
     """The lowest and highest subscriber ids (0, -1 when there are none)."""
-    low, high = conn.execute(sa.select(sa.func.min(subscribers.c.id), sa.func.max(subscribers.c.id))).one()
+    # Two scalar subqueries, not min() and max() in one SELECT: SQLite answers each of them
+    # from one end of the primary key, but both in one SELECT with a scan of the whole table.
+    low, high = conn.execute(
+        sa.select(
+            sa.select(sa.func.min(subscribers.c.id)).scalar_subquery(),
+            sa.select(sa.func.max(subscribers.c.id)).scalar_subquery(),
+        )
+    ).one()
     return (int(low), int(high)) if low is not None else (0, -1)
 
 
@@ -192,13 +199,19 @@ def _materialise_unit(
     conn: sa.Connection, segment: Segment, target: SendTarget, among: Any, first: int, end: int
 ) -> bool:
     """Materialise the subscribers with ids in [first, end), if the send is still to start;
-    False when it was paused or cancelled meanwhile (nothing written)."""
+    False when it was paused or cancelled meanwhile (nothing written).
+
+    ``among`` (a SELECT of one column of subscriber ids, or None) is bounded to the same range,
+    so that each unit reads only its part of it (a send-again's parent send: an index range of
+    (send_id, subscriber_id), not the whole parent send again in every unit).
+    """
     status = conn.execute(sa.select(sends.c.status).where(sends.c.id == target.send_id)).scalar()
     if status != "scheduled":
         return False
     ids = sa.select(subscribers.c.id).where(subscribers.c.id >= first, subscribers.c.id < end)
     if among is not None:
-        ids = ids.where(subscribers.c.id.in_(among))
+        among_id = among.selected_columns[0]
+        ids = ids.where(subscribers.c.id.in_(among.where(among_id >= first, among_id < end)))
     materialise_send(conn, segment, target, ids, tally=False)
     return True
 

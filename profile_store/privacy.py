@@ -9,6 +9,7 @@ the ledger and the audit log hold keyed hashes and pseudonymous references.
 
 from __future__ import annotations
 
+import heapq
 import json
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -480,19 +481,22 @@ def _erase_subscriber_statements() -> tuple[tuple[str | None, sa.Executable], ..
     """The statements of erase_subscriber before the ledger, in foreign-key order.
 
     Each takes ``sid`` (and ``msisdn``, the number receipts quote); a None name is not
-    counted (it unlinks other subscribers' rows from this one's MOs).
+    counted (it unlinks other subscribers' rows from this one's MOs); a name given twice is
+    counted once per statement, added up.
+
+    No statement says ``a OR b`` over two indexed columns: PostgreSQL answers that with a
+    scan of the whole table (the ``IN (subquery)`` side keeps it from combining the two
+    indexes). Each such statement is two, one per condition; the rows the first one deletes
+    or detaches no longer match the second, so together they change and count every row
+    once, the same rows as the OR.
     """
     their_mts = sa.select(mt_messages.c.id).where(mt_messages.c.subscriber_id == _SID)
     their_parts = sa.select(mt_parts.c.id).where(mt_parts.c.mt_id.in_(their_mts))
     their_mos = sa.select(mo_messages.c.id).where(mo_messages.c.subscriber_id == _SID)
     return (
         ("send_recipients", sa.delete(send_recipients).where(send_recipients.c.subscriber_id == _SID)),
-        (
-            "dlr_events",
-            sa.delete(dlr_events).where(
-                sa.or_(dlr_events.c.mt_part_id.in_(their_parts), dlr_events.c.recipient == sa.bindparam("msisdn"))
-            ),
-        ),
+        ("dlr_events", sa.delete(dlr_events).where(dlr_events.c.mt_part_id.in_(their_parts))),
+        ("dlr_events", sa.delete(dlr_events).where(dlr_events.c.recipient == sa.bindparam("msisdn"))),
         ("mt_parts", sa.delete(mt_parts).where(mt_parts.c.mt_id.in_(their_mts))),
         ("mt_messages", sa.delete(mt_messages).where(mt_messages.c.subscriber_id == _SID)),
         (None, sa.update(mt_messages).where(mt_messages.c.in_reply_to.in_(their_mos)).values(in_reply_to=None)),
@@ -500,9 +504,11 @@ def _erase_subscriber_statements() -> tuple[tuple[str | None, sa.Executable], ..
         (None, sa.update(mo_parts).where(mo_parts.c.mo_id.in_(their_mos)).values(mo_id=None)),
         (
             "campaign_records",
-            sa.update(campaign_records)
-            .where(sa.or_(campaign_records.c.subscriber_id == _SID, campaign_records.c.mo_id.in_(their_mos)))
-            .values(subscriber_id=None, mo_id=None),
+            sa.update(campaign_records).where(campaign_records.c.subscriber_id == _SID).values(subscriber_id=None, mo_id=None),
+        ),
+        (
+            "campaign_records",
+            sa.update(campaign_records).where(campaign_records.c.mo_id.in_(their_mos)).values(subscriber_id=None, mo_id=None),
         ),
         ("profile_facts", sa.delete(profile_facts).where(profile_facts.c.subscriber_id == _SID)),
         (None, sa.update(profile_facts).where(profile_facts.c.mo_id.in_(their_mos)).values(mo_id=None)),
@@ -560,7 +566,7 @@ def erase_subscriber(conn: sa.Connection, subscriber_id: int, number_hash: str, 
     for table, stmt in _ERASE_SUBSCRIBER:
         count = conn.execute(stmt, params).rowcount
         if table is not None:
-            rows[table] = count
+            rows[table] = rows.get(table, 0) + count
     keep: list[int] = []
     if keep_opt_outs:
         ledger = [(row.id, _consent_event(row)) for row in conn.execute(_LEDGER_OF, params)]
@@ -572,12 +578,27 @@ def erase_subscriber(conn: sa.Connection, subscriber_id: int, number_hash: str, 
     return ErasureCounts(rows, kept_opt_outs=len(keep))
 
 
-_LAST_SEEN = sa.func.coalesce(customer_profiles.c.last_seen_at, subscribers.c.created_at)
-_IDLE = (
-    sa.select(subscribers.c.id, subscribers.c.msisdn)
-    .select_from(subscribers.outerjoin(customer_profiles, customer_profiles.c.subscriber_id == subscribers.c.id))
-    .where(_LAST_SEEN <= sa.bindparam("cutoff"))
-    .order_by(_LAST_SEEN, subscribers.c.id)
+#: The subscribers idle by their customer profile's last MO, oldest first: an index range of
+#: ix_customer_profiles_last_seen_at (in SQLite the index holds the subscriber id too, so the
+#: ORDER BY needs no sort).
+_IDLE_PROFILED = (
+    sa.select(customer_profiles.c.last_seen_at, subscribers.c.id, subscribers.c.msisdn)
+    .select_from(customer_profiles.join(subscribers, subscribers.c.id == customer_profiles.c.subscriber_id))
+    .where(customer_profiles.c.last_seen_at <= sa.bindparam("cutoff"))
+    .order_by(customer_profiles.c.last_seen_at, customer_profiles.c.subscriber_id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+#: The subscribers without a customer profile (never an MO processed) created at or before
+#: the cutoff, oldest first. Without an index on subscribers.created_at this reads the whole
+#: subscribers table; ``upto`` (the last key the profiled half returned, or the cutoff) at
+#: least keeps the sort to the rows that can still make the list.
+_IDLE_UNPROFILED = (
+    sa.select(subscribers.c.created_at, subscribers.c.id, subscribers.c.msisdn)
+    .where(
+        subscribers.c.created_at <= sa.bindparam("upto"),
+        ~sa.exists().where(customer_profiles.c.subscriber_id == subscribers.c.id),
+    )
+    .order_by(subscribers.c.created_at, subscribers.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer))
 )
 
@@ -585,7 +606,21 @@ _IDLE = (
 def idle_subscribers(conn: sa.Connection, cutoff: float, limit: int) -> list[tuple[int, str]]:
     """Up to ``limit`` subscribers (id, E.164 number) whose last MO (or creation, if they
     never sent one) is at or before ``cutoff``, oldest first."""
-    return [(sid, msisdn) for sid, msisdn in conn.execute(_IDLE, {"cutoff": cutoff, "limit": limit})]
+    # One query over subscribers LEFT JOIN customer_profiles, ordered by coalesce(last MO,
+    # creation), can use no index: it reads both tables whole and sorts. Asked as two
+    # queries, each in (time, id) order, and merged here in that order (ties by id, as one
+    # ORDER BY time, id would), the subscribers with a profile come from an index range.
+    params = {"cutoff": cutoff, "limit": limit}
+    profiled = [tuple(row) for row in conn.execute(_IDLE_PROFILED, params)]
+    upto = cutoff
+    if 0 < limit <= len(profiled):
+        # Only a subscriber no later than the last one already found can still make the list.
+        upto = min(cutoff, profiled[-1][0])
+    unprofiled = [tuple(row) for row in conn.execute(_IDLE_UNPROFILED, {"upto": upto, "limit": limit})]
+    merged = list(heapq.merge(profiled, unprofiled, key=lambda row: (row[0], row[1])))
+    if limit >= 0:
+        merged = merged[:limit]
+    return [(sid, msisdn) for _, sid, msisdn in merged]
 
 
 # --- export ----------------------------------------------------------------------------------

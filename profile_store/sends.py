@@ -200,6 +200,11 @@ def recipients_for_send_again(parent_id: int, short_code: str, to: str) -> sa.Se
 
     ``to`` is "no_reply" (no MO to ``short_code`` since their MT was queued), "undelivered"
     (their MT was not delivered) or "both".
+
+    The one column is the parent MT's ``subscriber_id``: a caller working through a range of
+    subscriber ids adds it to the WHERE clause (``.where(col >= first, col < end)`` with
+    ``col = select.selected_columns[0]``), so the (send_id, subscriber_id) index reads only
+    that range of the parent send.
     """
     mt = mt_messages.alias("parent_mt")
     replied = sa.exists(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatewayd.config import KeywordsConfig
-from gatewayd.privacy import run_idle_erasure, run_obligations
+from gatewayd.privacy import IDLE_UNIT, run_idle_erasure, run_obligations
 from permissions import Scope, decide_keyword, Evidence, ConsentState, OptOut
 from profile_store import privacy as records
 from profile_store.db import Store
@@ -294,3 +295,29 @@ async def test_a_scheduled_run_erases_in_units_and_audits_itself(harness: Harnes
     runs = await _read(harness, "SELECT operation, detail FROM audit_log WHERE kind = 'obligation' ORDER BY id")
     assert runs == [("erase_idle", "5 subscribers; idle 12 months"), ("erase_idle", "0 subscribers; idle 12 months")]
     assert (await harness.store.read(records.verify_audit)).broken_id is None
+
+
+async def test_a_scheduled_run_erases_every_idle_subscriber_in_short_units() -> None:
+    """By default a unit erases IDLE_UNIT (50) subscribers, so the store's writer is never
+    held long; the run goes on until a unit comes back short, so it still erases them all."""
+    assert IDLE_UNIT == 50
+
+    class Units:
+        """A store whose idle subscribers are a count: each unit erases up to its limit."""
+
+        def __init__(self, idle: int) -> None:
+            self.idle = idle
+            self.units: list[int] = []
+
+        async def write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if fn is run_idle_erasure:
+                done = min(kwargs["limit"], self.idle)
+                self.idle -= done
+                self.units.append(done)
+                return done
+            return None
+
+    store = Units(2 * IDLE_UNIT + 3)
+    privacy = SimpleNamespace(policy=SimpleNamespace(obligations=SimpleNamespace(erase_after_months=12)))
+    assert await run_obligations(store, privacy, 0.0) == 2 * IDLE_UNIT + 3  # type: ignore[arg-type]
+    assert store.units == [IDLE_UNIT, IDLE_UNIT, 3]
