@@ -234,17 +234,14 @@ async def respond(simulator: SmscSimulator, numbers: trio.MemoryReceiveChannel[s
 
 @attrs.frozen
 class Claim:
-    """One claim of the outbox: priorities in claim order, and what it left queued."""
+    """One claim of the outbox: priorities in claim order, and the due replies it left queued."""
 
     priorities: tuple[int, ...]
     #: Replies (priority < 10) due and still queued after the claim.
     replies_left: int
-    #: Bulk MTs (priority >= 10) still queued after the claim.
-    bulk_left: int
 
 
 _DUE_REPLIES = sa.text("SELECT count(*) FROM mt_messages WHERE status = 'queued' AND priority < 10 AND next_attempt_at <= :now")
-_BULK_QUEUED = sa.text("SELECT count(*) FROM mt_messages WHERE status = 'queued' AND priority >= 10")
 
 
 class ClaimLog:
@@ -257,8 +254,7 @@ class ClaimLog:
 
     def __call__(self, conn: sa.Connection, mts: list[ClaimedMt], now: float) -> dict[int, Any]:
         replies_left = int(conn.execute(_DUE_REPLIES, {"now": now}).scalar_one())
-        bulk_left = int(conn.execute(_BULK_QUEUED).scalar_one())
-        self.claims.append(Claim(tuple(mt.priority for mt in mts), replies_left, bulk_left))
+        self.claims.append(Claim(tuple(mt.priority for mt in mts), replies_left))
         return self.screen(conn, mts, now)
 
 
