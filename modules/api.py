@@ -27,6 +27,7 @@ This module imports nothing from the gateway: modules depend on it alone.
 from __future__ import annotations
 
 import re
+from collections import abc
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -58,17 +59,35 @@ __all__ = [
 ]
 
 
+#: Immutable types that :func:`frozen_mapping` keeps as they are, checked by exact type.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def frozen_mapping(value: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    """A read-only copy of ``value`` (nested dicts and lists frozen too)."""
+    """A read-only copy of ``value`` (nested dicts and lists frozen too).
 
-    def freeze(item: Any) -> Any:
-        if isinstance(item, Mapping):
-            return MappingProxyType({str(k): freeze(v) for k, v in item.items()})
-        if isinstance(item, (list, tuple)):
-            return tuple(freeze(v) for v in item)
+    Keys become strings, nested mappings read-only mappings and lists or tuples tuples. A
+    mapping is copied even when it is already read-only: a ``MappingProxyType`` may be a
+    view of a dict its owner still changes.
+    """
+    if not value:
+        return _EMPTY
+    return _freeze(value)
+
+
+def _freeze(item: Any) -> Any:
+    if type(item) in _SCALARS:
         return item
-
-    return freeze(value or {})
+    if isinstance(item, abc.Mapping):
+        return MappingProxyType(
+            {(k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _freeze(v)) for k, v in item.items()}
+        )
+    if isinstance(item, (list, tuple)):
+        if type(item) is tuple and all(type(v) in _SCALARS for v in item):
+            return item
+        return tuple([_freeze(v) for v in item])
+    return item
 
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
