@@ -153,10 +153,11 @@ class CampaignSheet:
     opt_in: str = "single"
     #: The request for that YES (``{campaign}`` is the sheet's name).
     opt_in_request: str = "Reply YES to confirm you want messages from {campaign}. Text STOP to opt out."
+    #: What :meth:`info` returns, made once: the sheet is frozen and so is the CampaignInfo.
+    _info: CampaignInfo = attrs.field(init=False, eq=False, repr=False)
 
-    def info(self) -> CampaignInfo:
-        """The parts of the sheet the module sees; ``responses`` has "closed" and
-        "not_understood" ("" when the sheet has none) besides the ``[responses]``."""
+    @_info.default
+    def _make_info(self) -> CampaignInfo:
         responses = {**self.responses, "closed": self.closed_response or "", "not_understood": self.not_understood or ""}
         return CampaignInfo(
             name=self.name,
@@ -166,6 +167,11 @@ class CampaignSheet:
             response=self.response,
             responses=responses,
         )
+
+    def info(self) -> CampaignInfo:
+        """The parts of the sheet the module sees; ``responses`` has "closed" and
+        "not_understood" ("" when the sheet has none) besides the ``[responses]``."""
+        return self._info
 
     def rule(self) -> CampaignRule:
         """The campaign's routing rule; its source is the sheet's file name."""

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from hypothesis import given
@@ -159,6 +160,62 @@ class TestValidSheet:
             responses={"already": "Again?", "closed": "Closed.", "not_understood": ""},
         )
         assert info.text("closed") == "Closed." and info.text("not_understood", "Sorry?") == "Sorry?"
+
+    def test_info_is_made_once_and_follows_evolve(self, tmp_path: Path) -> None:
+        """Every call returns the same info; a sheet changed with evolve has its own, and the
+        cached info takes no part in equality or repr."""
+        sheet, _ = read_sheet(write(tmp_path, "v.toml", vote(responses={"already": "Again?"})), REGISTRY)
+        assert sheet is not None
+        assert sheet.info() is sheet.info()
+        changed = attrs.evolve(sheet, name="other", not_understood="Eh?", responses={"already": "Twice?"})
+        assert changed.info() == CampaignInfo(
+            name="other",
+            owner=sheet.owner,
+            short_code=sheet.short_code,
+            keywords=sheet.keywords,
+            response=sheet.response,
+            responses={"already": "Twice?", "closed": "", "not_understood": "Eh?"},
+        )
+        assert sheet.info().name == "vote"
+        assert attrs.evolve(sheet) == sheet
+        assert "CampaignInfo" not in repr(sheet)
+
+    @given(
+        closed=st.none() | st.text(max_size=5),
+        not_understood=st.none() | st.text(max_size=5),
+        response=st.text(max_size=5),
+        responses=st.dictionaries(st.text(max_size=8), st.text(max_size=5), max_size=4),
+    )
+    def test_info_is_what_the_fields_give(
+        self, closed: str | None, not_understood: str | None, response: str, responses: dict[str, str]
+    ) -> None:
+        """The cached info equals one built from the sheet's fields at the time of the call."""
+        sheet = CampaignSheet(
+            path=Path("v.toml"),
+            name="vote",
+            owner="o",
+            status=Status.RUN,
+            module="vote",
+            project_type=ProjectType.OTHER,
+            content=Content.INTERACTION,
+            short_code="4160",
+            keywords=("VOTE",),
+            starts=None,
+            ends=None,
+            response=response,
+            closed_response=closed,
+            not_understood=not_understood,
+            responses=responses,
+        )
+        responses.clear()
+        assert sheet.info() == CampaignInfo(
+            name=sheet.name,
+            owner=sheet.owner,
+            short_code=sheet.short_code,
+            keywords=sheet.keywords,
+            response=sheet.response,
+            responses={**sheet.responses, "closed": closed or "", "not_understood": not_understood or ""},
+        )
 
     def test_rule_for_routing(self, tmp_path: Path) -> None:
         """rule() gives routing the name, short code, keywords, window, status and file name."""
