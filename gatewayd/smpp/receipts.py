@@ -13,6 +13,7 @@ the SMSC's ``message_id_format``. Pure functions, no I/O.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Iterable
 
@@ -58,7 +59,11 @@ class DeliveryReceipt:
 # A key is a word at the start or after white space, followed by a colon. "submit date" and
 # "done date" are the two keys with a space in them. Unknown keys are recognised too, so an
 # extra vendor field ends the value before it instead of being glued onto it.
-_KEY = re.compile(r"(?:^|(?<=\s))(submit[ _\-]?date|done[ _\-]?date|[A-Za-z][A-Za-z0-9_\-]*)[ \t]*:", re.IGNORECASE)
+_KEY_WORD = r"(submit[ _\-]?date|done[ _\-]?date|[A-Za-z][A-Za-z0-9_\-]*)[ \t]*:"
+_KEY_AT_START = re.compile(_KEY_WORD, re.IGNORECASE)
+# Starting with the white space (rather than looking behind for it) lets the regex engine
+# skip to the next white space instead of trying the key at every position.
+_KEY_AFTER_SPACE = re.compile(r"\s" + _KEY_WORD, re.IGNORECASE)
 
 _SEPARATORS = re.compile(r"[ _\-]")
 
@@ -75,19 +80,27 @@ _FIELD_NAMES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
+def _field_name(key: str) -> str | None:
+    """The field a key as written names ("Submit_Date" is submit_date), None for another key."""
+    return _FIELD_NAMES.get(_SEPARATORS.sub("", key.lower()))
+
+
 def _fields(text: str) -> dict[str, str]:
     """The known fields of a receipt text, first occurrence wins; ``text`` runs to the end."""
     found: dict[str, str] = {}
-    matches = list(_KEY.finditer(text))
-    for n, match in enumerate(matches):
-        name = _FIELD_NAMES.get(_SEPARATORS.sub("", match.group(1).lower()))
+    match = _KEY_AT_START.match(text) or _KEY_AFTER_SPACE.search(text)
+    while match is not None:
+        name = _field_name(match.group(1))
         if name == "text":
             # The message text may itself contain "key:" words: nothing after it is a field.
             found.setdefault("text", text[match.end() :].strip())
             break
-        end = matches[n + 1].start() if n + 1 < len(matches) else len(text)
+        following = _KEY_AFTER_SPACE.search(text, match.end())
         if name is not None and name not in found:
+            end = len(text) if following is None else following.start(1)
             found[name] = text[match.end() : end].strip()
+        match = following
     return found
 
 

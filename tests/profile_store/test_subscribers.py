@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from profile_store.db import Store, make_engine
 from profile_store.schema import subscribers
-from profile_store.subscribers import InvalidNumber, get_or_create_subscriber, normalise_msisdn
+from profile_store.subscribers import InvalidNumber, _normalised, get_or_create_subscriber, normalise_msisdn
 
 
 @pytest.mark.parametrize(
@@ -63,6 +63,37 @@ def test_national_numbers_are_e164(digits: str, region: str) -> None:
     out = normalise_msisdn(digits, ton=2, default_region=region)
     assert re.fullmatch(r"\+[0-9]{1,15}", out)
     assert normalise_msisdn(out) == out
+
+
+def _uncached(addr: str, ton: int, region: str | None) -> str | InvalidNumber:
+    """What a fresh parse gives (the function behind the cache), or the error it raises."""
+    try:
+        return _normalised.__wrapped__(addr, ton, region)
+    except InvalidNumber as exc:
+        return exc
+
+
+def _cached(addr: str, ton: int, region: str | None) -> str | InvalidNumber:
+    try:
+        return normalise_msisdn(addr, ton=ton, default_region=region)
+    except InvalidNumber as exc:
+        return exc
+
+
+@given(
+    addr=st.from_regex(r"(\+|00)?[0-9 ()\-.]{0,18}", fullmatch=True) | st.text(max_size=6),
+    ton=st.sampled_from([0, 1, 2, 5]),
+    region=st.sampled_from([None, "GB", "GR", "US"]),
+)
+def test_cached_normalisation_is_a_fresh_parse(addr: str, ton: int, region: str | None) -> None:
+    """Asked twice (the second answer from the cache), the result or the error is a fresh parse's."""
+    fresh = _uncached(addr, ton, region)
+    for _ in range(2):
+        got = _cached(addr, ton, region)
+        if isinstance(fresh, InvalidNumber):
+            assert isinstance(got, InvalidNumber) and str(got) == str(fresh)
+        else:
+            assert got == fresh
 
 
 def _read(engine: sa.Engine) -> list[tuple[int, str, float, float]]:

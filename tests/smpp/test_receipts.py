@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from hypothesis import given
@@ -11,9 +12,11 @@ from hypothesis import strategies as st
 from gatewayd.simulator.smsc import receipt_text
 from gatewayd.smpp.constants import MessageState, Tag
 from gatewayd.smpp.receipts import (
+    _FIELD_NAMES,
     MESSAGE_ID_FORMATS,
     DeliveryReceipt,
     ReceiptOutcome,
+    _fields,
     final_status,
     normalise_message_id,
     parse_receipt,
@@ -102,6 +105,58 @@ def test_simulator_receipts_round_trip(
     assert (r.submit_date, r.done_date) == (submitted.strftime("%y%m%d%H%M"), done.strftime("%y%m%d%H%M"))
     assert (r.stat, r.err) == (stat, err)
     assert r.text == (text[:20].strip() or None)
+
+
+# The receipt text parser as first written (every key found, then read), to check the one
+# in use against.
+_REFERENCE_KEY = re.compile(r"(?:^|(?<=\s))(submit[ _\-]?date|done[ _\-]?date|[A-Za-z][A-Za-z0-9_\-]*)[ \t]*:", re.IGNORECASE)
+
+
+def reference_fields(text: str) -> dict[str, str]:
+    """The known fields of a receipt text, first occurrence wins; ``text`` runs to the end."""
+    found: dict[str, str] = {}
+    matches = list(_REFERENCE_KEY.finditer(text))
+    for n, match in enumerate(matches):
+        name = _FIELD_NAMES.get(re.sub(r"[ _\-]", "", match.group(1).lower()))
+        if name == "text":
+            found.setdefault("text", text[match.end() :].strip())
+            break
+        end = matches[n + 1].start() if n + 1 < len(matches) else len(text)
+        if name is not None and name not in found:
+            found[name] = text[match.end() : end].strip()
+    return found
+
+
+# Pieces of receipts, including the letters that match [A-Za-z] only when case is ignored
+# ("ſ", "K" the Kelvin sign, "İ", "ı") and white space that is not " " or "\t".
+_KEYS = st.sampled_from(
+    ["id", "ID", "sub", "dlvrd", "dlvr", "submit date", "SUBMIT DATE", "Submit_Date", "submitdate", "done-date",
+     "done  date", "DONE date", "stat", "STAT", "err", "text", "Text", "mccmnc", "x-y_1", "ſtat", "İd", "ıd",
+     "Kelvin", "submit", "date", "1d", "-id", "_x"]
+)
+_SPACES = st.sampled_from(["", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\xa0", "\u3000", "\x85", "\x00", "x"])
+_COLONS = st.sampled_from([":", "::", " :", "\t:", " \t :", "\n:", "\xa0:", ""])
+_WORDS = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x17F), max_size=6) | st.sampled_from(["DELIVRD", "001", "2607011200"])
+_FIELD = st.tuples(_SPACES, _KEYS, _COLONS, _WORDS).map("".join)
+_RECEIPT_TEXT = st.lists(_FIELD | _WORDS | _SPACES, max_size=10).map("".join)
+
+
+@given(text=_RECEIPT_TEXT | st.text())
+def test_fields_match_the_reference_parser(text: str) -> None:
+    """The parser in use reads every text as the reference does."""
+    assert _fields(text) == reference_fields(text)
+
+
+@given(
+    message_id=st.from_regex(r"[0-9A-Fa-f]{1,20}", fullmatch=True),
+    stat=st.sampled_from(STATS),
+    text=st.text(_TEXT_CHARS, max_size=40),
+)
+def test_simulator_receipt_fields_match_the_reference_parser(message_id: str, stat: str, text: str) -> None:
+    """The receipts the simulator sends read the same with both parsers."""
+    when = dt.datetime(2026, 7, 1, 12, 0)
+    raw = receipt_text(message_id, stat=stat, err="000", submitted=when, done=when, text=text).decode("latin-1")
+    assert _fields(raw) == reference_fields(raw)
 
 
 @given(
