@@ -420,7 +420,7 @@ async def send_all(config: GatewayConfig, count: int, args: argparse.Namespace) 
     report = ""
     loop_profile = cProfile.Profile() if args.profile else None
     async with trio.open_nursery() as nursery:
-        gateway: Gateway = await nursery.start(functools.partial(serve, config, handle_signals=False))
+        gateway: Gateway = await nursery.start(functools.partial(serve, config, handle_signals=False, own_process=True))
         store = gateway.store
         assert store is not None
         store.on_commit = writer

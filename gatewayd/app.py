@@ -43,6 +43,7 @@ from gatewayd.ops import Operations
 from gatewayd.outbind import serve_outbind
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.outbox import Outbox
+from gatewayd.runtime import tune_gc
 from gatewayd.transport import ConnectionGone, ResponseTimeout
 from profile_store.db import Store, StoreUnavailable
 from profile_store.migrate import check_schema, current_revision, upgrade
@@ -314,12 +315,15 @@ async def serve(
     *,
     handle_signals: bool = True,
     processor: MoProcessor | None = None,
+    own_process: bool = False,
     task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or :meth:`Gateway.request_stop`), then drain and return.
 
     MOs go to the campaigns of ``config`` (:class:`~gatewayd.campaigns.Campaigns`) unless
-    ``processor`` decides about them instead.
+    ``processor`` decides about them instead. With ``own_process`` (``gatewayd run``), the
+    process is the gateway's alone: once started, the garbage collector is tuned for it
+    (:func:`gatewayd.runtime.tune_gc`).
 
     Raises:
         SchemaMismatch, StoreUnavailable: the database is not usable; nothing was started.
@@ -387,6 +391,8 @@ async def serve(
                     config=str(config.path) if config.path else None,
                     node=config.node,
                 )
+                if own_process:
+                    tune_gc()
                 operations.ready()
                 task_status.started(gateway)
                 await gateway._stopping.wait()

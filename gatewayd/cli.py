@@ -10,6 +10,7 @@ when the database cannot be reached, and ``db current`` when the schema is not c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -226,7 +227,7 @@ def _run(path: Path | None) -> int:
         return 1
     configure_logging(config.log_level, config.log_format)
     try:
-        trio.run(serve, config)
+        trio.run(functools.partial(serve, config, own_process=True))
     except ConfigError as exc:
         # The privacy policy or key, read once the store is open.
         for problem in exc.problems:

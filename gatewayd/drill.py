@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     configure_logging(config.log_level, config.log_format)
-    trio.run(functools.partial(serve, config, processor=reply_to_everything))
+    trio.run(functools.partial(serve, config, processor=reply_to_everything, own_process=True))
     return 0
 
 
