@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 import trio
 
+from gatewayd.runtime import tune_gc
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.pdus import DeliverSm, SubmitSm
 from gatewayd.transport import ConnectionGone, ResponseTimeout
@@ -71,6 +74,21 @@ max_mt_per_second = {rate}
 reconnect_delay = 0.2
 reconnect_max_delay = 1
 """
+
+
+@contextlib.contextmanager
+def daemon_gc() -> Iterator[None]:
+    """The garbage collector as ``gatewayd run`` sets it (:func:`gatewayd.runtime.tune_gc`),
+    for a test that runs the daemon in-process and measures its latency: otherwise full
+    collections walk the whole test run's objects. Undone on exit (the frozen objects go
+    back to the oldest generation), so nothing is kept for good."""
+    thresholds = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def write_in_process_config(

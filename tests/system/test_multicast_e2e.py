@@ -49,7 +49,7 @@ from profile_store.db import make_engine
 from profile_store.mt_values import ClaimedMt
 from profile_store.schema import mt_messages, subscribers
 from tests.policy_fixtures import write_open_policy
-from tests.system.harness import write_in_process_config
+from tests.system.harness import daemon_gc, write_in_process_config
 
 SHORT_CODE = "4160"
 #: Subscribers opted in to the multicast's owner: the segment.
@@ -373,7 +373,7 @@ async def test_a_multicast_to_20000_with_votes_arriving_then_a_send_again_to_non
     votes = Votes(simulator, handsets)
     phases: dict[str, float] = {}
 
-    with trio.fail_after(TEST_MAX_SECONDS), structlog.testing.capture_logs() as logs:
+    with trio.fail_after(TEST_MAX_SECONDS), structlog.testing.capture_logs() as logs, daemon_gc():
         async with trio.open_nursery() as outer:
             port = await outer.start(simulator.serve, "127.0.0.1", 0)
             config = _write_setup(tmp_path, port)
