@@ -3,7 +3,7 @@
 The cyclic garbage collector's defaults suit short scripts. In the daemon they cost about a
 tenth of its CPU (a young-generation pass every 700 net allocations of containers, and
 each message allocates dozens) and, worse, pause everything for a full collection that walks
-every object alive, the startup's modules and metadata included: pauses of 100 ms and more
+every object alive, the startup's modules and metadata included: pauses of up to 117 ms
 were measured under a vote campaign, each one an MO acknowledged that much later.
 """
 
