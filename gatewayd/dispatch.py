@@ -14,6 +14,7 @@ the MO is already stored, and the periodic sweep of ``stored`` MOs picks it up.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import time
 from typing import Callable, Sequence
@@ -86,11 +87,18 @@ _RECORD_ROUTE = Prepared(
 )
 
 
-_CLAIM_MANY = (
+# One name for every batch: SQLAlchemy's numbered savepoints are new SQL text each time,
+# compiled by SQLAlchemy and prepared by the database again and again. Batches sharing a
+# transaction run one after another, and same-named savepoints nest on either database.
+_SAVEPOINT = Prepared(sa.text("SAVEPOINT process_mos"))
+_RELEASE_SAVEPOINT = Prepared(sa.text("RELEASE SAVEPOINT process_mos"))
+_ROLLBACK_TO_SAVEPOINT = Prepared(sa.text("ROLLBACK TO SAVEPOINT process_mos"))
+_CLAIM_MANY = Prepared(
     sa.update(mo_messages)
     .where(mo_messages.c.id.in_(sa.bindparam("mo_ids", expanding=True)), mo_messages.c.status == MoStatus.STORED.value)
     .values(status=MoStatus.PROCESSED.value, processed_at=sa.bindparam("now"))
-    .returning(mo_messages.c.id)
+    .returning(mo_messages.c.id),
+    expanding="mo_ids",
 )
 _RECORD_FAILURE = (
     sa.update(mo_messages)
@@ -139,16 +147,20 @@ def process_mos(
     savepoint, and only when an ``apply`` raises is it run again with a savepoint per MO, so
     that MO alone loses its writes.
     """
-    savepoint = conn.begin_nested()
+    _SAVEPOINT.run(conn, {})
     try:
         outcomes = _process_mos(conn, mos, now, processor, next_ref, claim, isolate=False)
     except _ApplyFailed:
-        savepoint.rollback()
+        _ROLLBACK_TO_SAVEPOINT.run(conn, {})
+        _RELEASE_SAVEPOINT.run(conn, {})
         return _process_mos(conn, mos, now, processor, next_ref, claim, isolate=True)
     except BaseException:
-        savepoint.rollback()
+        # The transaction may have gone with its connection; the store rolls it back anyway.
+        with contextlib.suppress(Exception):
+            _ROLLBACK_TO_SAVEPOINT.run(conn, {})
+            _RELEASE_SAVEPOINT.run(conn, {})
         raise
-    savepoint.commit()
+    _RELEASE_SAVEPOINT.run(conn, {})
     return outcomes
 
 
@@ -162,7 +174,7 @@ def _process_mos(
     *,
     isolate: bool,
 ) -> list[Processed | Failed]:
-    claimed = set(conn.execute(_CLAIM_MANY, {"mo_ids": [mo.id for mo in mos], "now": now}).scalars())
+    claimed = {row[0] for row in _CLAIM_MANY.all(conn, {"mo_ids": [mo.id for mo in mos], "now": now})}
     prepare = getattr(processor, "prepare", None)
     if prepare is not None and claimed:
         # Lets a processor read what the whole batch needs in a few queries.

@@ -139,9 +139,12 @@ def load_state(conn: sa.Connection, campaign_id: int, subscriber_id: int) -> dic
     return json.loads(text) if text else {}
 
 
-# Built once (the IN list expands per run): building a statement per batch costs more than running it.
-_LOAD_STATES = sa.select(campaign_state.c.campaign_id, campaign_state.c.subscriber_id, campaign_state.c.state).where(
-    campaign_state.c.subscriber_id.in_(sa.bindparam("sids", expanding=True))
+# Built once: building a statement per batch costs more than running it.
+_LOAD_STATES = Prepared(
+    sa.select(campaign_state.c.campaign_id, campaign_state.c.subscriber_id, campaign_state.c.state).where(
+        campaign_state.c.subscriber_id.in_(sa.bindparam("sids", expanding=True))
+    ),
+    expanding="sids",
 )
 
 
@@ -150,7 +153,7 @@ def load_states(conn: sa.Connection, pairs: Iterable[tuple[int, int]]) -> dict[t
     wanted = set(pairs)
     if not wanted:
         return {}
-    rows = conn.execute(_LOAD_STATES, {"sids": sorted({sid for _, sid in wanted})})
+    rows = _LOAD_STATES.all(conn, {"sids": sorted({sid for _, sid in wanted})})
     return {(cid, sid): json.loads(state) for cid, sid, state in rows if (cid, sid) in wanted}
 
 
@@ -206,8 +209,11 @@ def open_session(conn: sa.Connection, short_code: str, subscriber_id: int, now: 
     return conn.execute(_OPEN_SESSION, {"code": short_code, "sid": subscriber_id, "now": now}).scalar()
 
 
-_OPEN_SESSIONS = sa.select(sessions.c.short_code, sessions.c.subscriber_id, sessions.c.campaign_id).where(
-    sessions.c.subscriber_id.in_(sa.bindparam("sids", expanding=True)), sessions.c.expires_at > sa.bindparam("now")
+_OPEN_SESSIONS = Prepared(
+    sa.select(sessions.c.short_code, sessions.c.subscriber_id, sessions.c.campaign_id).where(
+        sessions.c.subscriber_id.in_(sa.bindparam("sids", expanding=True)), sessions.c.expires_at > sa.bindparam("now")
+    ),
+    expanding="sids",
 )
 
 
@@ -216,7 +222,7 @@ def open_sessions(conn: sa.Connection, pairs: Iterable[tuple[str, int]], now: fl
     wanted = set(pairs)
     if not wanted:
         return {}
-    rows = conn.execute(_OPEN_SESSIONS, {"sids": sorted({sid for _, sid in wanted}), "now": now})
+    rows = _OPEN_SESSIONS.all(conn, {"sids": sorted({sid for _, sid in wanted}), "now": now})
     return {(code, sid): cid for code, sid, cid in rows if (code, sid) in wanted}
 
 

@@ -8,7 +8,9 @@ its parameters to the DBAPI cursor of the same connection, inside the same trans
 
 What is lost is what these statements do not use: type processors (their columns are
 integers, floats, strings, booleans and bytes, which sqlite3 and psycopg bind natively),
-IN lists expanded at run time (refused when compiled), and SQLAlchemy's execution events. Errors are wrapped in
+IN lists expanded at run time (refused when compiled, except the one named ``expanding``:
+it is compiled once per power-of-two length, the list padded with its last value), and
+SQLAlchemy's execution events. Errors are wrapped in
 SQLAlchemy's exception classes as ``Connection.execute`` would, so callers catch
 ``sa.exc.IntegrityError`` or ``sa.exc.OperationalError`` either way, and a lost connection
 is invalidated.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import re
+import types
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import sqlalchemy as sa
@@ -26,6 +29,7 @@ from sqlalchemy.engine import Connection, Dialect
 __all__ = ["Prepared"]
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
+_NO_PARAMETERS: Mapping[str, Any] = types.MappingProxyType({})
 
 
 class _Compiled(NamedTuple):
@@ -38,6 +42,8 @@ class _Compiled(NamedTuple):
     defaults: dict[str, Any]
     #: Whether the new primary key comes back in a row (else from the cursor's lastrowid).
     returns_id: bool
+    #: The names the expanding list's values are bound to, in list order.
+    expanded: tuple[str, ...] = ()
 
 
 class Prepared:
@@ -46,19 +52,31 @@ class Prepared:
     Args:
         stmt: the statement; its bind parameters are the keys the callers pass.
         keys: for an INSERT without ``.values()``, the columns the callers pass.
-        returning_id: an INSERT whose new primary key the caller wants (:meth:`insert_id`):
-            SQLite answers with the cursor's lastrowid, PostgreSQL with ``RETURNING id``.
+        expanding: the name of the one ``sa.bindparam(name, expanding=True)`` IN list whose
+            values the callers pass as a non-empty sequence.
     """
 
-    def __init__(self, stmt: Any, *, keys: Sequence[str] | None = None, returning_id: bool = False) -> None:
+    def __init__(
+        self, stmt: Any, *, keys: Sequence[str] | None = None, returning_id: bool = False, expanding: str | None = None
+    ) -> None:
         self.stmt = stmt
         self._keys = list(keys) if keys is not None else None
         self._returning_id = returning_id
-        self._compiled: dict[str, _Compiled] = {}
+        self._expanding = expanding
+        #: By dialect name, or (dialect name, list length) with an expanding list.
+        self._compiled: dict[Any, _Compiled] = {}
         self._row_types: dict[tuple[str, ...], type] = {}
 
-    def _compile(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
+    def _compile(self, dialect: Dialect, params: Mapping[str, Any] = _NO_PARAMETERS) -> _Compiled:
+        length = 0
+        key: Any = dialect.name
+        if self._expanding is not None:
+            length = len(params[self._expanding])
+            if not length:
+                raise ValueError(f"the IN list {self._expanding!r} is empty")
+            length = 1 << (length - 1).bit_length()
+            key = (dialect.name, length)
+        found = self._compiled.get(key)
         if found is not None:
             return found
         stmt = self.stmt
@@ -66,24 +84,32 @@ class Prepared:
             stmt = stmt.returning(*stmt.table.primary_key.columns)
         compiled = stmt.compile(dialect=dialect, column_keys=self._keys)
         sql = str(compiled)
+        positions: tuple[str, ...] | None = tuple(compiled.positiontup or ()) if compiled.positional else None
+        expanded: tuple[str, ...] = ()
+        if length:
+            # The list's values are their own positions, to find which name binds which.
+            state = compiled.construct_expanded_state({**dict.fromkeys(compiled.binds), self._expanding: list(range(length))})
+            sql = state.statement
+            positions = tuple(state.positiontup) if positions is not None else None
+            by_position = {value: name for name, value in state.parameters.items() if name not in compiled.binds}
+            expanded = tuple(by_position[index] for index in range(length))
         if "POSTCOMPILE" in sql:
             raise ValueError("a Prepared statement cannot expand IN lists at run time; write constant lists as literal columns")
-        if compiled.positional:
-            positions: tuple[str, ...] | None = tuple(compiled.positiontup or ())
-            names: tuple[str, ...] = ()
-        else:
-            positions = None
-            names = tuple(dict.fromkeys(_PYFORMAT.findall(sql)))
+        names = () if positions is not None else tuple(dict.fromkeys(_PYFORMAT.findall(sql)))
         defaults = {}
         for name in positions if positions is not None else names:
             bind = compiled.binds.get(name)
             if bind is not None and not bind.required:
                 defaults[name] = bind.effective_value
-        found = _Compiled(sql, positions, names, defaults, self._returning_id and dialect.name != "sqlite")
-        self._compiled[dialect.name] = found
+        found = _Compiled(sql, positions, names, defaults, self._returning_id and dialect.name != "sqlite", expanded)
+        self._compiled[key] = found
         return found
 
     def _parameters(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+        if compiled.expanded:
+            values = list(params[self._expanding])  # type: ignore[index]
+            values += values[-1:] * (len(compiled.expanded) - len(values))
+            params = {**params, **dict(zip(compiled.expanded, values))}
         if compiled.defaults:
             params = {**compiled.defaults, **params}
         if compiled.positions is not None:
@@ -117,7 +143,7 @@ class Prepared:
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute once; the number of rows changed."""
-        compiled = self._compile(conn.dialect)
+        compiled = self._compile(conn.dialect, params)
         cursor = self._cursor(conn, compiled, self._parameters(compiled, params), many=False)
         if cursor.description is not None:
             cursor.fetchall()
@@ -125,14 +151,17 @@ class Prepared:
 
     def many(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Execute once per parameter set, in one DBAPI ``executemany``."""
-        compiled = self._compile(conn.dialect)
-        parameters = [self._parameters(compiled, row) for row in rows]
-        if parameters:
-            self._cursor(conn, compiled, parameters, many=True)
+        batch = list(rows)
+        if not batch:
+            return
+        if self._expanding is not None:
+            raise ValueError("executemany cannot expand an IN list per row")
+        compiled = self._compile(conn.dialect, batch[0])
+        self._cursor(conn, compiled, [self._parameters(compiled, row) for row in batch], many=True)
 
     def insert_id(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute an INSERT built with ``returning_id``; the new row's primary key."""
-        compiled = self._compile(conn.dialect)
+        compiled = self._compile(conn.dialect, params)
         cursor = self._cursor(conn, compiled, self._parameters(compiled, params), many=False)
         if compiled.returns_id:
             return int(cursor.fetchone()[0])
@@ -140,7 +169,7 @@ class Prepared:
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row returned, or None when there is none."""
-        compiled = self._compile(conn.dialect)
+        compiled = self._compile(conn.dialect, params)
         cursor = self._cursor(conn, compiled, self._parameters(compiled, params), many=False)
         rows = cursor.fetchall()
         return rows[0][0] if rows else None
@@ -152,7 +181,7 @@ class Prepared:
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row returned, as named tuples (columns by name)."""
-        compiled = self._compile(conn.dialect)
+        compiled = self._compile(conn.dialect, params)
         cursor = self._cursor(conn, compiled, self._parameters(compiled, params), many=False)
         rows = cursor.fetchall()
         if not rows:

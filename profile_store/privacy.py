@@ -156,10 +156,11 @@ def _greatest(a: sa.ColumnElement[Any], b: sa.ColumnElement[Any]) -> sa.ColumnEl
 
 _INSERT_CONSENT = sa.insert(consent_events)
 _CONSENT_ORDER = (consent_events.c.at, consent_events.c.id)
-_LOAD_CONSENT = (
+_LOAD_CONSENT = Prepared(
     sa.select(consent_events)
     .where(consent_events.c.number_hash.in_(sa.bindparam("hashes", expanding=True)))
-    .order_by(*_CONSENT_ORDER)
+    .order_by(*_CONSENT_ORDER),
+    expanding="hashes",
 )
 _LEDGER_OF = (
     sa.select(consent_events)
@@ -221,16 +222,19 @@ def load_consent(conn: sa.Connection, number_hashes: Iterable[str]) -> dict[str,
     if not wanted:
         return {}
     ledgers: dict[str, list[ConsentEvent]] = {}
-    for row in conn.execute(_LOAD_CONSENT, {"hashes": wanted}):
+    for row in _LOAD_CONSENT.all(conn, {"hashes": wanted}):
         ledgers.setdefault(row.number_hash, []).append(_consent_event(row))
     return {number_hash: ConsentState.from_events(events) for number_hash, events in ledgers.items()}
 
 
 # --- declared attributes ---------------------------------------------------------------------
 
-_LOAD_ATTRIBUTES = sa.select(
-    subscriber_attributes.c.subscriber_id, subscriber_attributes.c.name, subscriber_attributes.c.value
-).where(subscriber_attributes.c.subscriber_id.in_(sa.bindparam("sids", expanding=True)))
+_LOAD_ATTRIBUTES = Prepared(
+    sa.select(subscriber_attributes.c.subscriber_id, subscriber_attributes.c.name, subscriber_attributes.c.value).where(
+        subscriber_attributes.c.subscriber_id.in_(sa.bindparam("sids", expanding=True))
+    ),
+    expanding="sids",
+)
 
 
 def _attribute_upsert(dialect: str) -> Any:
@@ -260,7 +264,7 @@ def load_attributes(conn: sa.Connection, subscriber_ids: Iterable[int]) -> dict[
     if not wanted:
         return {}
     found: dict[int, dict[str, str]] = {}
-    for sid, name, value in conn.execute(_LOAD_ATTRIBUTES, {"sids": wanted}):
+    for sid, name, value in _LOAD_ATTRIBUTES.all(conn, {"sids": wanted}):
         found.setdefault(sid, {})[name] = value
     return found
 

@@ -102,7 +102,7 @@ def test_errors_are_sqlalchemys_classes(engine: sa.Engine) -> None:
 
 
 def test_an_in_list_expanded_at_run_time_is_refused(engine: sa.Engine) -> None:
-    """Such a statement would need compiling per list length; it is refused with the reason."""
+    """A list not named as the expanding one would need compiling per length: refused, with the reason."""
     expanding = Prepared(sa.select(subscribers.c.id).where(subscribers.c.msisdn.in_(["+301", "+302"])))
     with engine.begin() as conn, pytest.raises(ValueError, match="IN lists"):
         expanding.all(conn, {})
@@ -124,3 +124,64 @@ def test_values_round_trip_like_core(texts: list[str]) -> None:
         ids = [_subscriber(conn, text) for text in texts]
         rows = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.msisdn)).all())
     assert [rows[i] for i in ids] == texts
+
+
+_SEEN_AMONG = Prepared(
+    sa.select(subscribers.c.msisdn)
+    .where(subscribers.c.id.in_(sa.bindparam("ids", expanding=True)), subscribers.c.last_seen_at >= sa.bindparam("since"))
+    .order_by(subscribers.c.msisdn),
+    expanding="ids",
+)
+
+
+def test_an_expanding_list_selects_what_core_selects_at_every_length(engine: sa.Engine) -> None:
+    """Lists of each length up to past two powers of two, with repeats and misses, on either database."""
+    with engine.begin() as conn:
+        ids = [_subscriber(conn, f"+31{n:02}", at=float(n)) for n in range(20)]
+        core = _SEEN_AMONG.stmt
+        for length in range(1, 19):
+            wanted = ids[:length] + ids[:2] + [-1]
+            expected = list(conn.execute(core, {"ids": wanted, "since": 3.0}).scalars())
+            assert [row.msisdn for row in _SEEN_AMONG.all(conn, {"ids": wanted, "since": 3.0})] == expected
+
+
+def test_an_expanding_update_claims_each_row_once(engine: sa.Engine) -> None:
+    """Padding repeats the last value: a row it names twice is still changed once."""
+    claim = Prepared(
+        sa.update(subscribers)
+        .where(subscribers.c.id.in_(sa.bindparam("ids", expanding=True)), subscribers.c.last_seen_at < 100.0)
+        .values(last_seen_at=100.0)
+        .returning(subscribers.c.id),
+        expanding="ids",
+    )
+    with engine.begin() as conn:
+        ids = [_subscriber(conn, f"+32{n}") for n in range(5)]
+        assert sorted(row.id for row in claim.all(conn, {"ids": ids[:3]})) == ids[:3]
+        assert sorted(row.id for row in claim.all(conn, {"ids": ids})) == ids[3:]
+        assert claim.all(conn, {"ids": ids}) == []
+
+
+def test_an_empty_expanding_list_is_refused(engine: sa.Engine) -> None:
+    """An empty IN list would need SQL of its own; callers skip the query instead."""
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="empty"):
+            _SEEN_AMONG.all(conn, {"ids": [], "since": 0.0})
+        with pytest.raises(ValueError, match="per row"):
+            _SEEN_AMONG.many(conn, [{"ids": [1], "since": 0.0}])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seen=st.lists(st.floats(min_value=0, max_value=10, allow_nan=False), min_size=1, max_size=12),
+    picks=st.lists(st.integers(min_value=-2, max_value=14), min_size=1, max_size=40),
+    since=st.floats(min_value=0, max_value=10, allow_nan=False),
+)
+def test_expanding_lists_agree_with_core(seen: list[float], picks: list[int], since: float) -> None:
+    """Any list (repeats, misses, any length) selects exactly what Core's expanding IN selects."""
+    engine = sa.create_engine("sqlite://")
+    subscribers.create(engine)
+    with engine.begin() as conn:
+        ids = [_subscriber(conn, f"+33{n}", at=at) for n, at in enumerate(seen)]
+        wanted = [ids[pick] if 0 <= pick < len(ids) else 10_000 + pick for pick in picks]
+        expected = list(conn.execute(_SEEN_AMONG.stmt, {"ids": wanted, "since": since}).scalars())
+        assert [row.msisdn for row in _SEEN_AMONG.all(conn, {"ids": wanted, "since": since})] == expected
