@@ -297,8 +297,7 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Process MOs until cancelled, starting with those a previous run left ``stored``."""
         async with trio.open_nursery() as nursery:
-            for _ in range(self._workers):
-                nursery.start_soon(self._worker)
+            nursery.start_soon(self._collect, nursery)
             nursery.start_soon(self._sweeper)
             task_status.started()
 
@@ -320,20 +319,34 @@ class Dispatcher:
                 after = batch[-1].id
             await trio.sleep(self._sweep_interval)
 
-    async def _worker(self) -> None:
+    async def _collect(self, nursery: trio.Nursery) -> None:
+        """Gather handed-over MOs into units, one unit per free worker.
+
+        A unit is gathered only once a worker is free, so what arrived while they were all
+        waiting for commits goes into one unit: every unit costs the same few statements
+        (claim, reads for the processor, routes) however many MOs it carries. Waiting for a
+        free worker is a checkpoint, so the MOs one commit hands over join the same unit.
+        """
+        free = trio.Semaphore(self._workers)
         async for first in self._receive:
+            await free.acquire()
             batch = self._take(first)
             while len(batch) < self._batch:
                 try:
                     batch += self._take(self._receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            if not batch:
-                continue
-            try:
-                await self._process(batch)
-            finally:
-                self._busy.difference_update(mo.id for mo in batch)
+            if batch:
+                nursery.start_soon(self._work, batch, free)
+            else:
+                free.release()
+
+    async def _work(self, batch: list[StoredMo], free: trio.Semaphore) -> None:
+        try:
+            await self._process(batch)
+        finally:
+            self._busy.difference_update(mo.id for mo in batch)
+            free.release()
 
     def _take(self, mo: StoredMo) -> list[StoredMo]:
         self._queued.discard(mo.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import sqlalchemy as sa
@@ -195,3 +196,51 @@ async def test_replies_are_handed_over_already_claimed_except_for_a_repeated_sen
     assert {by_id[mt.id] for mt in handed} == {("sending", "node-a")}
     assert sorted(v for i, v in by_id.items() if i not in {mt.id for mt in handed}) == [("queued", None)] * 2
     assert woken
+
+
+class _Batches:
+    """A processor recording the MOs of each unit; the first unit waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def prepare(self, conn: sa.Connection, batch: list[StoredMo], now: float) -> None:
+        self.batches.append([mo.id for mo in batch])
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+
+    def __call__(self, conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        return Decision(route="batched")
+
+
+async def test_mos_handed_over_together_form_one_unit_whatever_the_workers(nursery: trio.Nursery, store: Store) -> None:
+    """Every unit costs the same statements: MOs handed over at once are not dealt out one per worker."""
+    mos = await _stored(store, 5)
+    processor = _Batches()
+    processor.entered.set()
+    processor.release.set()
+    dispatcher = Dispatcher(store, processor, sweep_interval=3600, workers=8)
+    await nursery.start(dispatcher.run)
+    for mo in mos:
+        dispatcher.submit(mo)
+    await _settle(store, dispatcher, 5)
+    assert processor.batches == [[mo.id for mo in mos]]
+
+
+async def test_mos_arriving_while_every_worker_waits_join_the_next_unit(nursery: trio.Nursery, store: Store) -> None:
+    """With its worker busy, MOs handed over one at a time wait and then go as one unit."""
+    mos = await _stored(store, 6)
+    processor = _Batches()
+    dispatcher = Dispatcher(store, processor, sweep_interval=3600, workers=1)
+    await nursery.start(dispatcher.run)
+    dispatcher.submit(mos[0])
+    await trio.to_thread.run_sync(processor.entered.wait, 10)
+    for mo in mos[1:]:
+        dispatcher.submit(mo)
+        await trio.sleep(0)
+    processor.release.set()
+    await _settle(store, dispatcher, 6)
+    assert processor.batches == [[mos[0].id], [mo.id for mo in mos[1:]]]
