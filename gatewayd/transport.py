@@ -131,6 +131,8 @@ class SmppConnection:
         self._waiters: dict[int, _Waiter] = {}
         self._wake_writer = trio.Event()
         self._wake_timer = trio.Event()
+        #: When the timer task wakes by itself; it is woken earlier only for an earlier deadline.
+        self._timer_at = math.inf
         self._room = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._bind_done = trio.Event()
@@ -273,7 +275,7 @@ class SmppConnection:
         """
         sent = self.session.send(pdu, self._clock())
         self._wake_writer.set()
-        self._wake_timer.set()
+        self._deadlines_changed()
         return sent
 
     async def _reader(self) -> None:
@@ -285,7 +287,7 @@ class SmppConnection:
                 self._dispatch(self.session.receive_data(data, self._clock()))
                 if data:
                     self._wake_writer.set()
-                    self._wake_timer.set()
+                    self._deadlines_changed()
                 if self.session.state is State.CLOSED:
                     self._mark_closed(self.close_reason or "closed")
                     return
@@ -313,10 +315,18 @@ class SmppConnection:
         finally:
             self._writer_done.set()
 
+    def _deadlines_changed(self) -> None:
+        # Most PDUs only move deadlines later (the dead-peer timer, the next enquire_link);
+        # waking the timer task for each would cost more than working out the next deadline.
+        deadline = self.session.next_deadline()
+        if deadline is not None and deadline < self._timer_at:
+            self._wake_timer.set()
+
     async def _timer(self) -> None:
         while True:
             deadline = self.session.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            self._timer_at = math.inf if deadline is None else deadline
+            with trio.move_on_at(self._timer_at):
                 await self._wake_timer.wait()
             self._wake_timer = trio.Event()
             now = self._clock()

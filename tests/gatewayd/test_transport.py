@@ -73,6 +73,28 @@ async def test_unanswered_request_times_out(nursery: trio.Nursery, autojump_cloc
     assert trio.current_time() - started == pytest.approx(10.0)
 
 
+async def test_a_request_times_out_on_time_while_traffic_keeps_arriving(nursery: trio.Nursery, autojump_clock: object) -> None:
+    """Arriving PDUs move the other deadlines later; the unanswered request still times out at 10 s."""
+    esme, smsc = await _pair(nursery)
+
+    async def chatter() -> None:
+        for _ in range(40):
+            await smsc.request(DeliverSm(source_addr="447700900123", destination_addr="4160", short_message=b"A"))
+            await trio.sleep(0.5)
+
+    async def acknowledge() -> None:
+        async for pdu in esme.requests:
+            esme.answer(pdu.response(0))
+
+    nursery.start_soon(acknowledge)
+    nursery.start_soon(chatter)
+    await trio.sleep(1.25)
+    started = trio.current_time()
+    with pytest.raises(ResponseTimeout):
+        await esme.request(SubmitSm(source_addr="4160", destination_addr="4477", short_message=b"x"))
+    assert trio.current_time() - started == pytest.approx(10.0)
+
+
 async def test_full_request_channel_answers_throttled(nursery: trio.Nursery, autojump_clock: object) -> None:
     """When the application does not keep up, further deliver_sm are answered ESME_RTHROTTLED, not dropped."""
     esme, smsc = await _pair(nursery, esme_buffer=2)
