@@ -151,6 +151,9 @@ class Store:
         self._writer_limiter = trio.CapacityLimiter(1)
         self._reader_limiter = trio.CapacityLimiter(readers)
         self._running = False
+        # Kept from one commit to the next: checking a connection out of the pool and back
+        # (events, reset on return) costs more Python than a small commit's statements.
+        self._writer_conn: Connection | None = None
         #: Commits done, units committed, and units that raised (for metrics and benchmarks).
         self.commits = 0
         self.units = 0
@@ -183,6 +186,8 @@ class Store:
                 nursery.cancel_scope.cancel()
         finally:
             self._running = False
+            # No commit runs now: each one finishes before its batch's await returns.
+            self._drop_writer_connection()
 
     async def _checkpointer(self) -> None:
         """Move the WAL into the database file every second, off the writer's commit path."""
@@ -288,7 +293,8 @@ class Store:
             for unit in batch[:ran]:
                 unit.result, unit.error = None, None
             try:
-                with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
+                conn = self._writer_connection()
+                with conn.begin():
                     if isolate:
                         self._run_isolated(conn, batch[:ran])
                     else:
@@ -299,6 +305,7 @@ class Store:
                 isolate = True
                 continue
             except sa.exc.DBAPIError as exc:
+                self._drop_writer_connection()
                 if attempt < COMMIT_ATTEMPTS and _transient(exc):
                     # Jitter: two nodes whose batches deadlocked must not collide again in step.
                     time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
@@ -312,6 +319,22 @@ class Store:
             self.units += ran
             self.failed_units += sum(unit.error is not None for unit in batch[:ran])
             return ran
+
+    def _writer_connection(self) -> Connection:
+        conn = self._writer_conn
+        if conn is None:
+            conn = self._writer_conn = self.engine.connect().execution_options(writer=True)
+        return conn
+
+    def _drop_writer_connection(self) -> None:
+        """Close the writer's connection (after an error, or when the writer stops); the next
+        commit opens another."""
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sa.exc.DBAPIError as exc:
+                log.warning("store_connection_close_failed", error=str(exc.orig))
 
     def _run_plain(self, conn: Connection, batch: list[_Unit]) -> tuple[int, bool]:
         """Run the units in order until one raises (False: the caller rolls back) or, past
@@ -382,8 +405,12 @@ class Store:
             raise StoreUnavailable(f"read failed: {exc.orig!r}") from exc
 
     async def aclose(self) -> None:
-        """Release the engine's connections."""
-        await trio.to_thread.run_sync(self.engine.dispose)
+        """Release the engine's connections, the writer's too (between two of its commits)."""
+        await trio.to_thread.run_sync(self._release, limiter=self._writer_limiter)
+
+    def _release(self) -> None:
+        self._drop_writer_connection()
+        self.engine.dispose()
 
 
 def _select_one(conn: Connection) -> None:

@@ -74,6 +74,25 @@ async def test_unreachable_database_reports_unavailable(nursery: trio.Nursery, t
         await s.read(_count)
 
 
+def _driver_connection(conn: sa.Connection) -> object:
+    return conn.connection.driver_connection
+
+
+async def test_the_writer_keeps_its_connection_and_replaces_a_lost_one(store: Store) -> None:
+    """Commits reuse one connection; when it is lost between two, the next commit opens another
+    and its units are stored (the SQLite connection is closed, the PostgreSQL backend killed)."""
+    first = await store.write(_driver_connection)
+    assert await store.write(_driver_connection) is first
+    if store.dialect == "postgresql":
+        pid = await store.write(lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        await store.read(lambda conn: conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar_one())
+    else:
+        await trio.to_thread.run_sync(first.close)  # type: ignore[attr-defined]
+    assert isinstance(await store.write(_insert, "+306900000020"), int)
+    assert await store.write(_driver_connection) is not first
+    assert await store.read(_count) == 1
+
+
 async def test_a_write_first_unit_overtakes_queued_bulk_units(store: Store) -> None:
     """With 100 ordinary units queued behind a commit in flight, a write_first unit goes into the
     very next commit, which carries at most max_later of the ordinary ones; none is starved."""
