@@ -162,6 +162,9 @@ class StoreAccept:
             connection=message.connection or None,
         )
         try:
+            # Parsing a new number is the costliest step of storing its MO; done here, the
+            # writer thread (which every MO waits for in turn) finds it in the cache.
+            normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=self.settings.default_region)
             stored = await self.store.write_first(
                 store_mo_part,
                 part,

@@ -94,3 +94,19 @@ async def test_store_unavailable_answers_temporary_error(nursery: trio.Nursery, 
     await _link(simulator, nursery, accept)
     assert await simulator.inject_mo("447700900123", "4160", "VOTE GRE") == [CommandStatus.ESME_RX_T_APPN]
     await down.aclose()
+
+
+async def test_an_alphanumeric_sender_is_acknowledged_and_not_stored(
+    nursery: trio.Nursery, simulator: SmscSimulator, store: Store, store_url: str
+) -> None:
+    """Nobody to answer and nothing to keep: ESME_ROK (the SMSC must not retry), no row, no commit."""
+    handed_over = []
+    accept = StoreAccept(store, settings=StoreConfig(url=store_url), on_mo=handed_over.append)
+    await _link(simulator, nursery, accept)
+    units = store.units
+    assert await simulator.inject_mo("ACME", "4160", "VOTE GRE") == [CommandStatus.ESME_ROK]
+    assert store.units == units
+    assert _count(store_url, "SELECT count(*) FROM mo_parts") == 0
+    assert handed_over == []
+    assert await simulator.inject_mo("447700900123", "4160", "VOTE GRE") == [CommandStatus.ESME_ROK]
+    assert _count(store_url, "SELECT count(*) FROM mo_messages") == 1
