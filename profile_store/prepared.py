@@ -19,9 +19,10 @@ is invalidated.
 from __future__ import annotations
 
 import collections
+import operator
 import re
 import types
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
@@ -44,6 +45,21 @@ class _Compiled(NamedTuple):
     returns_id: bool
     #: The names the expanding list's values are bound to, in list order.
     expanded: tuple[str, ...] = ()
+    #: The DBAPI parameters from the caller's mapping (defaults merged in already).
+    take: Callable[[Mapping[str, Any]], Any] = dict
+
+
+def _taker(positions: tuple[str, ...] | None, names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    """A function from the caller's mapping to the DBAPI parameters: a tuple in placeholder
+    order, or a mapping of exactly the names used; KeyError for a name left out."""
+    if positions is None:
+        return lambda params: {name: params[name] for name in names}
+    if not positions:
+        return lambda params: ()
+    if len(positions) == 1:
+        (only,) = positions
+        return lambda params: (params[only],)
+    return operator.itemgetter(*positions)
 
 
 class Prepared:
@@ -101,7 +117,9 @@ class Prepared:
             bind = compiled.binds.get(name)
             if bind is not None and not bind.required:
                 defaults[name] = bind.effective_value
-        found = _Compiled(sql, positions, names, defaults, self._returning_id and dialect.name != "sqlite", expanded)
+        found = _Compiled(
+            sql, positions, names, defaults, self._returning_id and dialect.name != "sqlite", expanded, _taker(positions, names)
+        )
         self._compiled[key] = found
         return found
 
@@ -112,9 +130,7 @@ class Prepared:
             params = {**params, **dict(zip(compiled.expanded, values))}
         if compiled.defaults:
             params = {**compiled.defaults, **params}
-        if compiled.positions is not None:
-            return [params[name] for name in compiled.positions]
-        return {name: params[name] for name in compiled.names}
+        return compiled.take(params)
 
     def _cursor(self, conn: Connection, compiled: _Compiled, parameters: Any, many: bool) -> Any:
         if not conn.in_transaction():

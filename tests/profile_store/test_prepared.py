@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profile_store.prepared import Prepared
+from profile_store.prepared import Prepared, _taker
 from profile_store.schema import mt_messages, mt_parts, subscribers
 
 _NEW_SUBSCRIBER = Prepared(sa.insert(subscribers), keys=("msisdn", "created_at", "last_seen_at"), returning_id=True)
@@ -185,3 +185,21 @@ def test_expanding_lists_agree_with_core(seen: list[float], picks: list[int], si
         wanted = [ids[pick] if 0 <= pick < len(ids) else 10_000 + pick for pick in picks]
         expected = list(conn.execute(_SEEN_AMONG.stmt, {"ids": wanted, "since": since}).scalars())
         assert [row.msisdn for row in _SEEN_AMONG.all(conn, {"ids": wanted, "since": since})] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.sampled_from("abcdefgh"), max_size=10),
+    values=st.dictionaries(st.sampled_from("abcdefghij"), st.integers(), max_size=10),
+)
+def test_parameters_are_taken_in_placeholder_order_or_refused(names: list[str], values: dict[str, int]) -> None:
+    """In placeholder order (a name may repeat) or by name, exactly what was asked; KeyError for a name left out."""
+    positional, named = _taker(tuple(names), ()), _taker(None, tuple(dict.fromkeys(names)))
+    if all(name in values for name in names):
+        assert list(positional(values)) == [values[name] for name in names]
+        assert named(values) == {name: values[name] for name in names}
+    else:
+        with pytest.raises(KeyError):
+            positional(values)
+        with pytest.raises(KeyError):
+            named(values)
