@@ -46,6 +46,7 @@ Everything here is pure: no clock, no I/O; times are UTC seconds given by the ca
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -147,20 +148,23 @@ class Scope:
             if name not in needed and value:
                 raise ValueError(f"a {self.kind} scope has no {name}, got {value!r}")
 
+    # The constructors hand out one instance per value (scopes are frozen): every MO asks for
+    # the scopes of its short code and campaigns, and validating a new one each time cost
+    # more than the consent check that needs it.
     @classmethod
     def of_short_code(cls, short_code: str) -> Scope:
         """Every campaign on ``short_code``."""
-        return cls(ScopeKind.SHORT_CODE, short_code=short_code)
+        return _scope(ScopeKind.SHORT_CODE, short_code, "", "")
 
     @classmethod
     def of_owner(cls, owner: str) -> Scope:
         """Every campaign of the data user ``owner``."""
-        return cls(ScopeKind.OWNER, owner=owner)
+        return _scope(ScopeKind.OWNER, "", owner, "")
 
     @classmethod
     def of_campaign(cls, campaign: CampaignRef) -> Scope:
         """One campaign."""
-        return cls(ScopeKind.CAMPAIGN, short_code=campaign.short_code, owner=campaign.owner, campaign=campaign.name)
+        return _scope(ScopeKind.CAMPAIGN, campaign.short_code, campaign.owner, campaign.name)
 
     def covers(self, other: Scope) -> bool:
         """Tell whether an event for this scope applies to ``other``."""
@@ -188,6 +192,11 @@ class Scope:
 
 #: Everything: every short code, owner and campaign.
 ALL = Scope(ScopeKind.ALL)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope(kind: ScopeKind, short_code: str, owner: str, campaign: str) -> Scope:
+    return Scope(kind, short_code=short_code, owner=owner, campaign=campaign)
 
 
 def _as_scope(target: Scope | CampaignRef) -> Scope:
@@ -417,6 +426,8 @@ class ConsentState:
 
     def deciding_opt_out(self, target: Scope | CampaignRef) -> OptIn | OptOut | None:
         """The latest STOP or START whose scope covers ``target``, None when there is none."""
+        if not self._blocks:
+            return None
         scope = _as_scope(target)
         return next((event for event in reversed(self._blocks) if event.scope.covers(scope)), None)
 
@@ -430,6 +441,8 @@ class ConsentState:
 
     def deciding_consent(self, campaign: CampaignRef) -> ConsentEvent | None:
         """The latest marketing opt-in, confirmation or marketing opt-out covering ``campaign``."""
+        if not self._grants:
+            return None
         scope = Scope.of_campaign(campaign)
         grant = next((g for g in reversed(self._grants) if g.scope.covers(scope)), None)
         return None if grant is None else grant.event
@@ -437,6 +450,8 @@ class ConsentState:
     def has_marketing_consent(self, campaign: CampaignRef) -> bool:
         """Tell whether a marketing opt-in covering ``campaign`` stands (ignoring opt-outs
         of everything; see :meth:`allows_marketing`)."""
+        if not self._grants:
+            return False
         scope = Scope.of_campaign(campaign)
         grant = next((g for g in reversed(self._grants) if g.scope.covers(scope)), None)
         return grant is not None and grant.granted

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import attrs
 
 from permissions.audit import AuditRecord, record_decision
-from permissions.consent import CampaignRef, ConsentState
+from permissions.consent import CampaignRef, ConsentState, OptOut
 from permissions.obligations import Obligations
 
 if TYPE_CHECKING:
@@ -575,7 +575,7 @@ def may_send(
         raise ValueError(f"a {kind} MT belongs to a campaign")
     request = decision.request
     blocker = consent.deciding_opt_out(campaign)
-    if consent.opted_out_of(campaign):
+    if isinstance(blocker, OptOut):
         return Deny(DenyReason.OPTED_OUT, request, f"opted out: {blocker.scope if blocker else campaign.name}")
     if kind is MtKind.REFUSAL:
         return Permit(request)

@@ -387,3 +387,31 @@ def test_state_rejects_other_values() -> None:
     with pytest.raises(TypeError):
         ConsentState.from_events([object()])  # type: ignore[list-item]
     assert ScopeKind("campaign") is ScopeKind.CAMPAIGN
+
+
+_FIELD = st.sampled_from(["", " ", "4160", "Channel 5", "vote"])
+
+
+@given(short_code=_FIELD, owner=_FIELD, name=_FIELD)
+def test_scope_constructors_give_what_the_class_gives_and_refuse_what_it_refuses(short_code: str, owner: str, name: str) -> None:
+    """One shared instance per value, equal to a scope built directly; a missing field still raises."""
+
+    def built(kind: ScopeKind, **fields: str) -> Scope | type[ValueError]:
+        try:
+            return Scope(kind, **fields)
+        except ValueError:
+            return ValueError
+
+    def given_by(constructor: Any, *args: Any) -> Scope | type[ValueError]:
+        try:
+            first = constructor(*args)
+        except ValueError:
+            return ValueError
+        assert constructor(*args) is first
+        return first
+
+    assert given_by(Scope.of_short_code, short_code) == built(ScopeKind.SHORT_CODE, short_code=short_code)
+    assert given_by(Scope.of_owner, owner) == built(ScopeKind.OWNER, owner=owner)
+    assert given_by(lambda: Scope.of_campaign(CampaignRef(name, owner, short_code))) == built(
+        ScopeKind.CAMPAIGN, short_code=short_code, owner=owner, campaign=name
+    )
