@@ -8,6 +8,7 @@ The engine calls them to apply what a campaign module decided; reports read tota
 from __future__ import annotations
 
 import json
+from collections import abc
 from typing import Any, Iterable, Mapping, Sequence
 
 import attrs
@@ -179,7 +180,8 @@ def save_state(conn: sa.Connection, campaign_id: int, subscriber_id: int, state:
 
 def thaw(value: Any) -> Any:
     """Plain dicts and lists for a module's read-only state (what :func:`load_state` would give back)."""
-    if isinstance(value, Mapping):
+    # collections.abc, not typing: isinstance against typing's aliases goes through a slow hook.
+    if isinstance(value, abc.Mapping):
         return {str(k): thaw(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [thaw(v) for v in value]
@@ -188,7 +190,7 @@ def thaw(value: Any) -> Any:
 
 def _jsonable(value: Any) -> Any:
     """JSON for the read-only mappings and tuples modules hand back."""
-    if isinstance(value, Mapping):
+    if isinstance(value, abc.Mapping):
         return dict(value)
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
