@@ -154,7 +154,9 @@ def _due_ids(conn: Connection, now: float, limit: int) -> list[int]:
     return [int(row[2]) for row in found[:limit]]
 
 
-_CLAIM = (
+# A claim's statements take its list of ids; they are Prepared (see profile_store.prepared),
+# the list compiled once per power-of-two length.
+_CLAIM = Prepared(
     sa.update(mt_messages)
     .where(_m.id.in_(sa.bindparam("b_ids", expanding=True)))
     .values(
@@ -162,10 +164,11 @@ _CLAIM = (
         claimed_by=sa.bindparam("b_node"),
         claim_expires_at=sa.bindparam("b_expires"),
         updated_at=sa.bindparam("b_now"),
-    )
+    ),
+    expanding="b_ids",
 )
 #: Pending parts of the listed MTs that are being sent (claimed, abandoned or released).
-_MARK_UNCERTAIN = (
+_MARK_UNCERTAIN = Prepared(
     sa.update(mt_parts)
     .where(
         _p.status == "pending",
@@ -173,17 +176,20 @@ _MARK_UNCERTAIN = (
             sa.select(_m.id).where(_m.id.in_(sa.bindparam("b_ids", expanding=True)), _m.status == "sending").scalar_subquery()
         ),
     )
-    .values(uncertain=True)
+    .values(uncertain=True),
+    expanding="b_ids",
 )
-_SELECT_CLAIMED = (
+_SELECT_CLAIMED = Prepared(
     sa.select(*_MT_COLUMNS)
     .join_from(mt_messages, subscribers, _m.subscriber_id == subscribers.c.id)
-    .where(_m.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .where(_m.id.in_(sa.bindparam("b_ids", expanding=True))),
+    expanding="b_ids",
 )
-_SELECT_PENDING = (
+_SELECT_PENDING = Prepared(
     sa.select(_p.mt_id, _p.part_index)
     .where(_p.mt_id.in_(sa.bindparam("b_ids", expanding=True)), _p.status == "pending")
-    .order_by(_p.mt_id, _p.part_index)
+    .order_by(_p.mt_id, _p.part_index),
+    expanding="b_ids",
 )
 
 # Only a part no SMSC has yet is updated: a rerun, or a late answer to an attempt that was
@@ -425,12 +431,11 @@ def claim_due(
     if not ids:
         return []
     # Taking over another node's abandoned send: its pending parts may have gone out.
-    conn.execute(_MARK_UNCERTAIN, {"b_ids": ids})
-    conn.execute(_CLAIM, {"b_ids": ids, "b_node": node, "b_expires": now + lease, "b_now": now})
-    rows = conn.execute(_SELECT_CLAIMED, {"b_ids": ids}).mappings()
-    by_id = {int(row["id"]): row for row in rows}
+    _MARK_UNCERTAIN.run(conn, {"b_ids": ids})
+    _CLAIM.run(conn, {"b_ids": ids, "b_node": node, "b_expires": now + lease, "b_now": now})
+    by_id = {int(row.id): row._asdict() for row in _SELECT_CLAIMED.all(conn, {"b_ids": ids})}
     pending: dict[int, list[int]] = {i: [] for i in ids}
-    for mt_id, index in conn.execute(_SELECT_PENDING, {"b_ids": ids}):
+    for mt_id, index in _SELECT_PENDING.all(conn, {"b_ids": ids}):
         pending[int(mt_id)].append(int(index))
     claimed = [ClaimedMt.from_row(by_id[i], tuple(pending[i])) for i in ids]
     if screen is None:
