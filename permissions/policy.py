@@ -576,7 +576,7 @@ def may_send(
     request = decision.request
     blocker = consent.deciding_opt_out(campaign)
     if isinstance(blocker, OptOut):
-        return Deny(DenyReason.OPTED_OUT, request, f"opted out: {blocker.scope if blocker else campaign.name}")
+        return Deny(DenyReason.OPTED_OUT, request, f"opted out: {blocker.scope}")
     if kind is MtKind.REFUSAL:
         return Permit(request)
     if under_age:
