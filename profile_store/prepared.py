@@ -10,8 +10,8 @@ What is lost is what these statements do not use: type processors (their columns
 integers, floats, strings, booleans and bytes, which sqlite3 and psycopg bind natively),
 IN lists expanded at run time (refused when compiled, except the one named ``expanding``:
 it is compiled once per power-of-two length, the list padded with its last value), and
-SQLAlchemy's execution events. Errors are wrapped in
-SQLAlchemy's exception classes as ``Connection.execute`` would, so callers catch
+SQLAlchemy's execution events. Errors are wrapped in SQLAlchemy's exception classes as
+``Connection.execute`` would, so callers catch
 ``sa.exc.IntegrityError`` or ``sa.exc.OperationalError`` either way, and a lost connection
 is invalidated.
 """
@@ -68,6 +68,8 @@ class Prepared:
     Args:
         stmt: the statement; its bind parameters are the keys the callers pass.
         keys: for an INSERT without ``.values()``, the columns the callers pass.
+        returning_id: an INSERT whose new primary key the caller wants (:meth:`insert_id`):
+            SQLite answers with the cursor's lastrowid, PostgreSQL with ``RETURNING id``.
         expanding: the name of the one ``sa.bindparam(name, expanding=True)`` IN list whose
             values the callers pass as a non-empty sequence.
     """
