@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import functools
 import random
+import sqlite3
 import time
 from typing import Any, Callable, TypeVar
 
@@ -91,7 +92,15 @@ def make_engine(url: str) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+        # On the driver's connection: through exec_driver_sql this cost more Python than a
+        # small commit's statements. Its errors are wrapped as SQLAlchemy would wrap them.
+        sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN"
+        dbapi_connection = conn.connection.dbapi_connection
+        try:
+            dbapi_connection.execute(sql)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            gone = engine.dialect.is_disconnect(exc, dbapi_connection, None)
+            raise sa.exc.DBAPIError.instance(sql, (), exc, sqlite3.Error, connection_invalidated=gone, dialect=engine.dialect) from exc
 
     return engine
 

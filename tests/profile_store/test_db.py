@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import trio
 import trio.testing
 
-from profile_store.db import Store, StoreUnavailable
+from profile_store.db import Store, StoreUnavailable, make_engine
 from profile_store.schema import subscribers
 
 
@@ -202,3 +202,27 @@ async def test_first_lane_units_of_a_batch_are_not_cut_for_later_ones(store: Sto
     commit_of, _ = await _arrive_during_a_slow_unit(store, "write_first", queued=[("write_first", "slow"), *replies, ("write", "bulk")])
     assert {commit_of[f"reply{n}"] for n in range(5)} == {commit_of["slow"]}
     assert commit_of["bulk"] > commit_of["slow"] and commit_of["urgent"] == commit_of["slow"] + 1
+
+
+def test_a_locked_database_fails_the_writers_begin_with_sqlalchemys_error(tmp_path: object) -> None:
+    """Another process holding the write lock: BEGIN IMMEDIATE raises sa.exc.OperationalError
+    (which the writer retries as transient), and the connection begins again once it is free."""
+    import sqlite3
+
+    path = f"{tmp_path}/locked.db"
+    engine = make_engine(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        with engine.connect().execution_options(writer=True) as conn:
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sa.exc.OperationalError, match="locked") as raised:
+                conn.begin()
+            assert isinstance(raised.value.orig, sqlite3.OperationalError)
+            assert not raised.value.connection_invalidated
+            holder.execute("ROLLBACK")
+            with conn.begin():
+                assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    finally:
+        holder.close()
+        engine.dispose()
