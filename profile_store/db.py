@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import collections
 import functools
-import random
 import sqlite3
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import attrs
 import sqlalchemy as sa
@@ -27,6 +26,9 @@ import structlog
 import trio
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
+
+from profile_store.committer import Committer, StoreError, StoreUnavailable
+from profile_store.writer_process import WriterProcess
 
 __all__ = ["StoreError", "StoreUnavailable", "Store", "make_engine", "normalise_url"]
 
@@ -36,19 +38,6 @@ T = TypeVar("T")
 
 #: Seconds between WAL checkpoints on SQLite.
 CHECKPOINT_INTERVAL = 1.0
-
-#: Transient failures of a whole batch (deadlock, lock timeout, lost connection) are retried
-#: this many times before the batch's callers are told the store is unavailable.
-COMMIT_ATTEMPTS = 8
-
-
-class StoreError(Exception):
-    """Root of the store's exceptions."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot take writes right now (locked, gone, full); try again later."""
-
 
 def normalise_url(url: str) -> str:
     """Pick our drivers: ``postgresql://`` means psycopg 3."""
@@ -105,10 +94,6 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class _RetryIsolated(Exception):
-    """A unit raised on the fast path: run the batch again with a savepoint per unit."""
-
-
 @attrs.define
 class _Unit:
     fn: Callable[..., Any]
@@ -137,6 +122,8 @@ class Store:
             the rest goes back to the head of its lane. A reply then waits for at most this much
             work, not for a whole batch of it. (Only for those units: every cut costs a
             commit, and bulk work commits in large batches.)
+        writer_command: run the writer in a process of its own, started with this command
+            (see :mod:`profile_store.writer_process`); its units must then pickle.
     """
 
     def __init__(
@@ -148,11 +135,19 @@ class Store:
         queue_size: int = 10_000,
         readers: int = 4,
         cut_after: float = 0.005,
+        writer_command: Sequence[str] | None = None,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.max_later = max_later
-        self.cut_after = cut_after
+        self._committer = Committer(engine, cut_after=cut_after, urgent=lambda: self._urgent_waiting > 0)
+        #: The writer's own process (None: the writer runs on a worker thread of this one).
+        self.writer_process: WriterProcess | None = None
+        if writer_command is not None:
+            if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
+                raise ValueError("an in-memory SQLite database cannot be written by another process")
+            url = engine.url.render_as_string(hide_password=False)
+            self.writer_process = WriterProcess(url, writer_command, cut_after=cut_after)
         # write_first units sent but not yet in a running batch; read by the writer thread
         # (an int read is atomic) to cut a long batch short.
         self._urgent_waiting = 0
@@ -160,9 +155,6 @@ class Store:
         self._writer_limiter = trio.CapacityLimiter(1)
         self._reader_limiter = trio.CapacityLimiter(readers)
         self._running = False
-        # Kept from one commit to the next: checking a connection out of the pool and back
-        # (events, reset on return) costs more Python than a small commit's statements.
-        self._writer_conn: Connection | None = None
         #: Commits done, units committed, and units that raised (for metrics and benchmarks).
         self.commits = 0
         self.units = 0
@@ -170,6 +162,24 @@ class Store:
         #: Called after each group commit with its duration in seconds and its unit count
         #: (the daemon's commit latency metric); runs in the trio thread, must not block.
         self.on_commit: Callable[[float, int], None] | None = None
+
+    @property
+    def cut_after(self) -> float:
+        """Seconds after which a running batch is cut short for a unit someone waits on."""
+        return self._committer.cut_after
+
+    @cut_after.setter
+    def cut_after(self, value: float) -> None:
+        self._committer.cut_after = value
+        if self.writer_process is not None:
+            self.writer_process.cut_after = value
+
+    def keep_resident(self, obj: Any) -> None:
+        """Units refer to ``obj`` by identity, not by value: with a writer process it is sent
+        there once (again whenever its ``generation`` attribute changes) and the state units
+        give it stays there. Nothing to do with a writer thread."""
+        if self.writer_process is not None:
+            self.writer_process.keep_resident(obj)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> "Store":
@@ -196,7 +206,9 @@ class Store:
         finally:
             self._running = False
             # No commit runs now: each one finishes before its batch's await returns.
-            self._drop_writer_connection()
+            self._committer.drop_connection()
+            if self.writer_process is not None:
+                await self.writer_process.aclose()
 
     async def _checkpointer(self) -> None:
         """Move the WAL into the database file every second, off the writer's commit path."""
@@ -243,7 +255,13 @@ class Store:
             batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
             # Not cancellable: a commit that started finishes, so its callers' outcome is known.
             started = time.perf_counter()
-            ran = await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
+            if self.writer_process is not None:
+                ran, failed = await self.writer_process.commit(batch)
+            else:
+                ran, failed = await trio.to_thread.run_sync(self._committer.commit, batch, limiter=self._writer_limiter)
+            self.commits += 1
+            self.units += ran
+            self.failed_units += failed
             if self.on_commit is not None:
                 self.on_commit(time.perf_counter() - started, ran)
             for unit in batch[:ran]:
@@ -283,108 +301,13 @@ class Store:
         unit = _Unit(functools.partial(fn, **kwargs) if kwargs else fn, args, first, urgent)
         if urgent:
             self._urgent_waiting += 1
+            if self.writer_process is not None:
+                self.writer_process.poke()
         await self._send.send(unit)
         await unit.done.wait()
         if unit.error is not None:
             raise unit.error
         return unit.result  # type: ignore[no-any-return]
-
-    def _commit(self, batch: list[_Unit]) -> int:
-        """Run and commit the batch, or its first units when it is cut short; how many."""
-        # Units rarely fail, so the batch first runs without savepoints (one statement per
-        # write). If a unit raises, that transaction is rolled back and the units that ran
-        # run again with a SAVEPOINT around each, so only the failing ones lose their effects.
-        isolate = False
-        attempt = 0
-        ran = len(batch)
-        while True:
-            attempt += 1
-            for unit in batch[:ran]:
-                unit.result, unit.error = None, None
-            try:
-                conn = self._writer_connection()
-                with conn.begin():
-                    if isolate:
-                        self._run_isolated(conn, batch[:ran])
-                    else:
-                        ran, ok = self._run_plain(conn, batch[:ran])
-                        if not ok:
-                            raise _RetryIsolated()
-            except _RetryIsolated:
-                isolate = True
-                continue
-            except sa.exc.DBAPIError as exc:
-                self._drop_writer_connection()
-                if attempt < COMMIT_ATTEMPTS and _transient(exc):
-                    # Jitter: two nodes whose batches deadlocked must not collide again in step.
-                    time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
-                    continue
-                error = StoreUnavailable(f"commit failed: {exc.orig!r}")
-                for unit in batch[:ran]:
-                    unit.result, unit.error = None, error
-                log.error("store_commit_failed", units=ran, error=str(exc.orig))
-                return ran
-            self.commits += 1
-            self.units += ran
-            self.failed_units += sum(unit.error is not None for unit in batch[:ran])
-            return ran
-
-    def _writer_connection(self) -> Connection:
-        conn = self._writer_conn
-        if conn is None:
-            conn = self._writer_conn = self.engine.connect().execution_options(writer=True)
-        return conn
-
-    def _drop_writer_connection(self) -> None:
-        """Close the writer's connection (after an error, or when the writer stops); the next
-        commit opens another."""
-        conn, self._writer_conn = self._writer_conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except sa.exc.DBAPIError as exc:
-                log.warning("store_connection_close_failed", error=str(exc.orig))
-
-    def _run_plain(self, conn: Connection, batch: list[_Unit]) -> tuple[int, bool]:
-        """Run the units in order until one raises (False: the caller rolls back) or, past
-        ``cut_after`` seconds, a write_first unit waits while bulk units remain; how many ran.
-
-        Raises:
-            sa.exc.DBAPIError: a transient database error (deadlock, lost connection): the
-                whole batch is retried, it is nobody's fault.
-        """
-        deadline = time.perf_counter() + self.cut_after
-        for ran, unit in enumerate(batch):
-            # Only bulk units are left for later: the batch's first-lane units came before
-            # the ones waiting.
-            if ran and not unit.first and self._urgent_waiting > 0 and time.perf_counter() > deadline:
-                return ran, True
-            try:
-                unit.result = unit.fn(conn, *unit.args)
-            except sa.exc.DBAPIError as exc:
-                if _transient(exc):
-                    raise
-                return ran + 1, False
-            except Exception:
-                return ran + 1, False
-        return len(batch), True
-
-    @staticmethod
-    def _run_isolated(conn: Connection, batch: list[_Unit]) -> None:
-        for unit in batch:
-            savepoint = conn.begin_nested()
-            try:
-                unit.result = unit.fn(conn, *unit.args)
-            except sa.exc.DBAPIError as exc:
-                savepoint.rollback()
-                if _transient(exc):
-                    raise
-                unit.error = exc
-            except Exception as exc:
-                savepoint.rollback()
-                unit.error = exc
-            else:
-                savepoint.commit()
 
     async def ping(self) -> None:
         """A round trip through the writer: proves the writer task runs and the database answers.
@@ -418,14 +341,9 @@ class Store:
         await trio.to_thread.run_sync(self._release, limiter=self._writer_limiter)
 
     def _release(self) -> None:
-        self._drop_writer_connection()
+        self._committer.drop_connection()
         self.engine.dispose()
 
 
 def _select_one(conn: Connection) -> None:
     conn.execute(sa.text("SELECT 1"))
-
-
-def _transient(exc: sa.exc.DBAPIError) -> bool:
-    """Locked or lost connections are worth another try; constraint violations are not."""
-    return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ import trio
 import trio.testing
 
 from profile_store.db import Store, StoreUnavailable, make_engine
-from profile_store.schema import subscribers
+from profile_store.schema import metadata, subscribers
 
 
 def _insert(conn: sa.Connection, msisdn: str) -> int:
@@ -22,8 +23,20 @@ def _count(conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(subscribers)).scalar_one())
 
 
-async def test_concurrent_writes_share_commits(store: Store) -> None:
+@pytest.fixture(params=["thread", "process"])
+async def either_store(request: pytest.FixtureRequest, store_url: str, nursery: trio.Nursery) -> AsyncIterator[Store]:
+    """A Store on ``store_url`` whose writer runs on a worker thread, or in a process of its own."""
+    command = [sys.executable, "-m", "gatewayd.store_process", "--log-level", "warning"] if request.param == "process" else None
+    s = Store.open(store_url, writer_command=command)
+    metadata.create_all(s.engine)
+    await nursery.start(s.run_writer)
+    yield s
+    await s.aclose()
+
+
+async def test_concurrent_writes_share_commits(either_store: Store) -> None:
     """Units written concurrently are committed together, each caller getting its own result."""
+    store = either_store
     ids: list[int] = []
 
     async def one(n: int) -> None:
@@ -37,8 +50,10 @@ async def test_concurrent_writes_share_commits(store: Store) -> None:
     assert store.commits < 200
 
 
-async def test_a_failing_unit_does_not_sink_its_batch(store: Store) -> None:
-    """A unit that violates a constraint raises to its caller alone; the others in its batch commit."""
+async def test_a_failing_unit_does_not_sink_its_batch(either_store: Store) -> None:
+    """A unit that violates a constraint raises to its caller alone (SQLAlchemy's exception,
+    from either writer); the others in its batch commit."""
+    store = either_store
     await store.write(_insert, "+306900000000")
     outcomes: dict[str, object] = {}
 

@@ -1,0 +1,416 @@
+"""The store writer in a process of its own, so that its Python runs on another core.
+
+In one process the event loop and the writer thread share one GIL: every message's
+statements wait for the loop, and the loop for them. With ``Store(writer_command=...)``
+the gateway keeps the lanes, the batching and the callers, and sends each batch to a child
+process that runs it with a :class:`~profile_store.committer.Committer` and sends back each
+unit's result or exception.
+
+The wire: a socket pair, frames of a 4-byte length and two pickles. Units are pickled with
+their function (a module-level function, by name) and arguments (frozen values). An object
+registered with :meth:`WriterProcess.keep_resident` (the campaign engine, a counter that
+must keep its state between batches) is sent once, and again whenever its ``generation``
+attribute changes; the units refer to the child's copy. A second socket pair carries the
+"a subscriber's unit waits" signal that lets the child cut a long batch short.
+
+Callers see what they would see with a writer thread, with one difference: a unit's
+function and arguments must pickle (an unpicklable unit fails alone, with a TypeError).
+If the child dies, the batch in flight fails with StoreUnavailable (it may or may not have
+been committed, as when a database connection dies during COMMIT) and the next batch
+starts another child.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import types
+import weakref
+from typing import Any, Callable, Sequence
+
+import attrs
+import structlog
+import trio
+
+from profile_store.committer import Committer, StoreUnavailable, Unit
+
+__all__ = ["WriterProcess", "serve"]
+
+log = structlog.get_logger("profile_store.db")
+
+_LENGTH = struct.Struct("!II")
+_POKE = struct.Struct("!I")
+#: Frames the parent sends: the first carries the database URL and settings.
+_HELLO, _BATCH = 1, 2
+
+
+def _mappingproxy(mapping: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    return types.MappingProxyType(mapping)
+
+
+_DISPATCH = copyreg.dispatch_table.copy()
+# Frozen configuration values hold read-only mappings, which pickle cannot copy by itself.
+_DISPATCH[types.MappingProxyType] = lambda proxy: (_mappingproxy, (dict(proxy),))
+
+#: The child's copies of resident objects, by key.
+_RESIDENTS: dict[int, Any] = {}
+
+
+def _resident(key: int) -> Any:
+    return _RESIDENTS[key]
+
+
+class _ValuePickler(pickle.Pickler):
+    dispatch_table = _DISPATCH
+
+
+class _UnitPickler(pickle.Pickler):
+    """Pickles resident objects as a reference to the child's copy, noting which the child
+    still needs."""
+
+    dispatch_table = _DISPATCH
+
+    def __init__(self, file: io.BytesIO, residents: "_Residents") -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._by_id = residents.by_id
+        self._residents = residents
+
+    def reducer_override(self, obj: Any) -> Any:
+        entry = self._by_id.get(id(obj))
+        if entry is None or entry[1]() is not obj:
+            return NotImplemented
+        self._residents.wanted(entry[0], obj)
+        return _resident, (entry[0],)
+
+
+def _dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _ValuePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+class _Residents:
+    """The parent's register of resident objects, and what the child holds of them."""
+
+    def __init__(self) -> None:
+        #: id(obj) -> (key, weak reference)
+        self.by_id: dict[int, tuple[int, weakref.ref[Any]]] = {}
+        self._next_key = 1
+        #: key -> generation the child holds
+        self.installed: dict[int, int] = {}
+        self.forgotten: list[int] = []
+        self.installs: list[tuple[int, Any]] = []
+
+    def add(self, obj: Any) -> None:
+        if id(obj) in self.by_id:
+            return
+        key, self._next_key = self._next_key, self._next_key + 1
+        self.by_id[id(obj)] = (key, weakref.ref(obj))
+        weakref.finalize(obj, self._gone, id(obj), key)
+
+    def _gone(self, ident: int, key: int) -> None:
+        if self.by_id.get(ident, (None,))[0] == key:
+            del self.by_id[ident]
+        if self.installed.pop(key, None) is not None:
+            self.forgotten.append(key)
+
+    def wanted(self, key: int, obj: Any) -> None:
+        generation = getattr(obj, "generation", 0)
+        if self.installed.get(key) != generation:
+            self.installed[key] = generation
+            self.installs.append((key, obj))
+
+
+@attrs.define
+class _ChildUnit:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    first: bool
+    result: Any = None
+    error: BaseException | None = None
+
+
+class WriterProcess:
+    """The parent's side: starts the child, sends it batches, and reads their outcomes.
+
+    Args:
+        url: the database URL (sent over the socket, never on a command line).
+        command: how to start the child; it is given ``--fd N --poke-fd M`` and must call
+            :func:`serve` with them (``gatewayd.store_process`` configures logging first).
+        cut_after: as :class:`~profile_store.db.Store`'s.
+    """
+
+    def __init__(self, url: str, command: Sequence[str], *, cut_after: float) -> None:
+        self.url = url
+        self.command = list(command)
+        self.cut_after = cut_after
+        self._residents = _Residents()
+        self._process: trio.Process | None = None
+        self._stream: trio.SocketStream | None = None
+        self._poke_socket: socket.socket | None = None
+        self._buffer = bytearray()
+        self._batches = 0
+        self._in_flight = False
+        self._poked = False
+
+    def keep_resident(self, obj: Any) -> None:
+        """Send ``obj`` to the child once (again when its ``generation`` changes), and let
+        units refer to the child's copy: state a unit changes there stays there."""
+        self._residents.add(obj)
+
+    async def commit(self, batch: list[Unit]) -> tuple[int, int]:
+        """Have the child run and commit ``batch``; the outcomes are set on its units.
+
+        A unit that does not pickle fails alone with a TypeError; such units are moved to
+        the head of ``batch``, so that the units done are still its first ones.
+
+        Returns:
+            As :meth:`Committer.commit`: units done (at the head of ``batch``), and how many
+            of them raised.
+        """
+        with trio.CancelScope(shield=True):
+            try:
+                if self._stream is None:
+                    await self._start()
+                sent, frame = self._encode(batch)
+                if not sent:
+                    return len(batch), len(batch)
+                assert self._stream is not None
+                self._batches += 1
+                self._in_flight, self._poked = True, False
+                await self._stream.send_all(frame)
+                reply = await self._receive_frame()
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError) as exc:
+                await self._lost(exc)
+                error = StoreUnavailable(f"the store writer process stopped: {exc!r}")
+                for unit in batch:
+                    unit.result, unit.error = None, error
+                return len(batch), len(batch)
+            finally:
+                self._in_flight = False
+        ran, failed, outcomes = pickle.loads(reply)
+        for unit, (result, error) in zip(sent, outcomes):
+            unit.result, unit.error = result, error
+        if len(sent) < len(batch):
+            unsent = [unit for unit in batch if not any(unit is other for other in sent)]
+            batch[:] = unsent + sent
+            return len(unsent) + ran, len(unsent) + failed
+        return ran, failed
+
+    def poke(self) -> None:
+        """A unit someone waits on has arrived: let the batch in flight be cut short."""
+        if self._in_flight and not self._poked and self._poke_socket is not None:
+            self._poked = True
+            try:
+                self._poke_socket.send(_POKE.pack(self._batches))
+            except OSError:
+                pass  # a full buffer holds a poke already; a dead child is found by commit()
+
+    def _encode(self, batch: Sequence[Unit]) -> tuple[list[Unit], bytes]:
+        """The batch frame, and the units it carries: a unit that does not pickle gets a
+        TypeError and stays out."""
+        residents = self._residents
+        try:
+            sent = list(batch)
+            units = self._pickle_units(sent)
+        except Exception:
+            sent = []
+            for unit in batch:
+                try:
+                    self._pickle_units([unit])
+                except Exception as exc:
+                    unit.result = None
+                    unit.error = TypeError(f"a unit for the store writer process must pickle: {exc!r}")
+                else:
+                    sent.append(unit)
+            units = self._pickle_units(sent)
+        if not sent:
+            return [], b""
+        installs, residents.installs = residents.installs, []
+        try:
+            header = _dumps((_BATCH, self._batches + 1, installs, residents.forgotten))
+        except Exception as exc:
+            # An object the units refer to cannot be sent: none of them can run.
+            for key, _obj in installs:
+                residents.installed.pop(key, None)
+            for unit in sent:
+                unit.result = None
+                unit.error = TypeError(f"an object kept in the store writer process must pickle: {exc!r}")
+            return [], b""
+        residents.forgotten = []
+        return sent, _LENGTH.pack(len(header) + len(units) + 4, len(header)) + header + units
+
+    def _pickle_units(self, units: Sequence[Unit]) -> bytes:
+        buffer = io.BytesIO()
+        _UnitPickler(buffer, self._residents).dump([(unit.fn, unit.args, unit.first) for unit in units])
+        return buffer.getvalue()
+
+    async def _start(self) -> None:
+        parent, child = socket.socketpair()
+        poke_parent, poke_child = socket.socketpair()
+        try:
+            self._process = await trio.lowlevel.open_process(
+                [*self.command, "--fd", str(child.fileno()), "--poke-fd", str(poke_child.fileno())],
+                pass_fds=(child.fileno(), poke_child.fileno()),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError:
+            for s in (parent, child, poke_parent, poke_child):
+                s.close()
+            raise
+        finally:
+            child.close()
+            poke_child.close()
+        poke_parent.setblocking(False)
+        self._poke_socket = poke_parent
+        self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent))
+        self._buffer.clear()
+        self._residents.installed.clear()
+        self._residents.forgotten.clear()
+        hello = _dumps((_HELLO, self.url, self.cut_after))
+        await self._stream.send_all(_LENGTH.pack(len(hello) + 4, len(hello)) + hello)
+
+    async def _receive_frame(self) -> bytes:
+        assert self._stream is not None
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= 4:
+                (length,) = struct.unpack_from("!I", buffer)
+                if len(buffer) >= 4 + length:
+                    frame = bytes(buffer[4 : 4 + length])
+                    del buffer[: 4 + length]
+                    return frame
+            data = await self._stream.receive_some(1 << 20)
+            if not data:
+                raise EOFError("the store writer process closed its socket")
+            buffer += data
+
+    async def _lost(self, exc: BaseException) -> None:
+        log.error("store_writer_lost", error=repr(exc))
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the child: it commits nothing more, closes its connection and exits."""
+        stream, self._stream = self._stream, None
+        process, self._process = self._process, None
+        poke, self._poke_socket = self._poke_socket, None
+        with trio.CancelScope(shield=True):
+            if stream is not None:
+                await stream.aclose()
+            if poke is not None:
+                poke.close()
+            if process is not None:
+                # It exits when it sees its socket closed; one that hangs is killed.
+                with trio.move_on_after(10):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+
+
+# -- the child ----------------------------------------------------------------------------------
+
+
+def serve(fd: int, poke_fd: int) -> None:
+    """The child's main loop: run batches until the parent closes the socket."""
+    from profile_store.db import make_engine
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # The gateway drains on these and then closes our socket; until then it still writes.
+        signal.signal(signum, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    poke = socket.socket(fileno=poke_fd)
+    poke.setblocking(False)
+    reader = _BlockingFrames(sock)
+    hello = reader.next()
+    if hello is None:
+        return
+    kind, url, cut_after = pickle.loads(hello[0])
+    assert kind == _HELLO
+    current = 0
+    seen: set[int] = set()
+
+    def urgent() -> bool:
+        if current in seen:
+            return True
+        if select.select([poke], [], [], 0)[0]:
+            try:
+                data = poke.recv(4096)
+            except BlockingIOError:
+                data = b""
+            seen.update(n for (n,) in _POKE.iter_unpack(data[: len(data) // 4 * 4]))
+        return current in seen
+
+    committer = Committer(make_engine(url), cut_after=cut_after, urgent=urgent)
+    try:
+        while True:
+            frame = reader.next()
+            if frame is None:
+                return
+            header, body = frame
+            kind, current, installs, forgotten = pickle.loads(header)
+            seen = {n for n in seen if n >= current}
+            for key in forgotten:
+                _RESIDENTS.pop(key, None)
+            for key, obj in installs:
+                _RESIDENTS[key] = obj
+            units = [_ChildUnit(fn, args, first) for fn, args, first in pickle.loads(body)]
+            ran, failed = committer.commit(units)
+            sock.sendall(_reply(ran, failed, units[:ran]))
+    except (BrokenPipeError, ConnectionResetError):
+        return
+    finally:
+        committer.drop_connection()
+        committer.engine.dispose()
+
+
+def _reply(ran: int, failed: int, units: list[_ChildUnit]) -> bytes:
+    outcomes = [(unit.result, unit.error) for unit in units]
+    try:
+        body = _dumps((ran, failed, outcomes))
+    except Exception:
+        body = _dumps((ran, failed, [_picklable(outcome) for outcome in outcomes]))
+    return struct.pack("!I", len(body)) + body
+
+
+def _picklable(outcome: tuple[Any, BaseException | None]) -> tuple[Any, BaseException | None]:
+    try:
+        _dumps(outcome)
+        return outcome
+    except Exception as exc:
+        result, error = outcome
+        what = f"{type(error).__name__}: {error}" if error is not None else f"a {type(result).__name__} result ({exc!r})"
+        log.error("store_outcome_not_returned", what=what[:500])
+        return None, StoreUnavailable(f"the store writer process could not return {what}"[:500])
+
+
+class _BlockingFrames:
+    """Frames from the parent: ``(header, body)``, or None once the socket is closed."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def next(self) -> tuple[bytes, bytes] | None:
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= 8:
+                length, header_length = _LENGTH.unpack_from(buffer)
+                if len(buffer) >= 4 + length:
+                    header = bytes(buffer[8 : 8 + header_length])
+                    body = bytes(buffer[8 + header_length : 4 + length])
+                    del buffer[: 4 + length]
+                    return header, body
+            try:
+                data = self._sock.recv(1 << 20)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            buffer += data

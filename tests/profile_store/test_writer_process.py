@@ -1,0 +1,211 @@
+"""The store writer in a process of its own: the same outcomes as a writer thread, on SQLite
+and PostgreSQL, and what is particular to a process (pickling, resident objects, a child
+that dies, signals)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+import structlog
+import trio
+import trio.testing
+
+from profile_store.db import Store, StoreUnavailable
+from profile_store.schema import metadata, subscribers
+
+COMMAND = [sys.executable, "-m", "gatewayd.store_process", "--log-level", "warning", "--log-format", "json"]
+
+
+@pytest.fixture
+async def store(store_url: str, nursery: trio.Nursery) -> AsyncIterator[Store]:
+    """A Store on ``store_url`` whose writer runs in a process of its own."""
+    s = Store.open(store_url, writer_command=COMMAND)
+    metadata.create_all(s.engine)
+    await nursery.start(s.run_writer)
+    yield s
+    await s.aclose()
+
+
+def _insert(conn: sa.Connection, msisdn: str) -> int:
+    return int(conn.execute(sa.insert(subscribers).values(msisdn=msisdn, created_at=0.0, last_seen_at=0.0).returning(subscribers.c.id)).scalar_one())
+
+
+def _count(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(subscribers)).scalar_one())
+
+
+def _pid(conn: sa.Connection) -> int:
+    return os.getpid()
+
+
+def _exit(conn: sa.Connection) -> None:
+    os._exit(3)
+
+
+def _socket_result(conn: sa.Connection) -> Any:
+    import socket
+
+    return socket.socket()
+
+
+class Counter:
+    """A resident object: units count on the writer's copy."""
+
+    def __init__(self, start: int) -> None:
+        self.value = start
+        self.generation = 0
+
+    def bump(self) -> int:
+        self.value += 1
+        return self.value
+
+
+def _bump(conn: sa.Connection, counter: Counter) -> int:
+    return counter.bump()
+
+
+def _bump_method(conn: sa.Connection, bump: Any) -> int:
+    return int(bump())
+
+
+async def test_units_run_in_another_process(store: Store) -> None:
+    """The units run in the writer's process, which stays the same from batch to batch (the
+    outcomes of many units at once are tested with the thread's, in test_db)."""
+    pids = {await store.write(_pid) for _ in range(3)}
+    assert len(pids) == 1 and os.getpid() not in pids
+    assert store.commits == store.units == 3
+
+
+async def test_a_unit_that_does_not_pickle_fails_alone(store: Store) -> None:
+    """A closure cannot be sent to the writer: its caller gets a TypeError; the units of its
+    batch are committed."""
+    outcomes: dict[str, object] = {}
+
+    async def one(name: str, fn: Any, *args: Any) -> None:
+        try:
+            outcomes[name] = await store.write(fn, *args)
+        except TypeError as exc:
+            outcomes[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, "a", _insert, "+306900000101")
+        nursery.start_soon(one, "closure", lambda conn: 1)
+        nursery.start_soon(one, "b", _insert, "+306900000102")
+    assert isinstance(outcomes["closure"], TypeError) and "pickle" in str(outcomes["closure"])
+    assert isinstance(outcomes["a"], int) and isinstance(outcomes["b"], int)
+    assert await store.read(_count) == 2
+
+
+async def test_a_result_that_does_not_pickle_is_an_error_for_its_caller(store: Store) -> None:
+    """A result the writer cannot send back becomes StoreUnavailable for that caller; the
+    writer goes on."""
+    with pytest.raises(StoreUnavailable, match="could not return"):
+        await store.write(_socket_result)
+    assert isinstance(await store.write(_insert, "+306900000201"), int)
+
+
+async def test_a_resident_object_keeps_its_state_in_the_writer(store: Store) -> None:
+    """A resident is sent once: units change the writer's copy, batch after batch, also
+    through a bound method; the gateway's copy is untouched. A new generation is sent
+    again; an object not kept resident goes by value every time."""
+    counter = Counter(10)
+    store.keep_resident(counter)
+    assert [await store.write(_bump, counter) for _ in range(3)] == [11, 12, 13]
+    assert await store.write(_bump_method, counter.bump) == 14
+    assert counter.value == 10
+    counter.value, counter.generation = 100, 1
+    assert await store.write(_bump, counter) == 101
+    by_value = Counter(5)
+    assert [await store.write(_bump, by_value) for _ in range(2)] == [6, 6]
+
+
+async def test_a_writer_that_dies_fails_its_batch_and_is_replaced(store: Store) -> None:
+    """The child exiting mid-batch: that batch's callers get StoreUnavailable, the loss is
+    logged, and the next write starts another child, which gets the residents again."""
+    counter = Counter(0)
+    store.keep_resident(counter)
+    assert await store.write(_bump, counter) == 1
+    first = await store.write(_pid)
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(StoreUnavailable, match="writer process stopped"):
+            await store.write(_exit)
+    assert [entry["event"] for entry in logs] == ["store_writer_lost"]
+    assert await store.write(_pid) != first
+    assert await store.write(_bump, counter) == 1
+    assert isinstance(await store.write(_insert, "+306900000301"), int)
+
+
+async def test_the_writer_ignores_termination_signals_and_stops_with_the_store(store_url: str, nursery: trio.Nursery) -> None:
+    """SIGTERM and SIGINT (which systemd and a terminal send to the whole group) leave the
+    writer running until the gateway has drained; closing the store stops it."""
+    s = Store.open(store_url, writer_command=COMMAND)
+    metadata.create_all(s.engine)
+    await nursery.start(s.run_writer)
+    pid = await s.write(_pid)
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    assert isinstance(await s.write(_insert, "+306900000401"), int)
+    assert await s.write(_pid) == pid
+    assert s.writer_process is not None
+    await s.writer_process.aclose()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    await s.aclose()
+
+
+def _fifo_gate(conn: sa.Connection, started: str, gate: str, name: str) -> str:
+    with open(started, "w") as f:
+        f.write("!")
+    with open(gate) as f:
+        f.read(1)
+    return name
+
+
+def _ran(conn: sa.Connection, counter: Counter) -> int:
+    return counter.bump()
+
+
+async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tmp_path: Path) -> None:
+    """A write_first unit that arrives while the writer process runs a batch of bulk units
+    waits for the unit running then, not for the whole batch: it is done before any of the
+    bulk units that were queued before it."""
+    store.cut_after = 0.0
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    # Units number themselves in the order they run in the writer.
+    counter = Counter(0)
+    store.keep_resident(counter)
+    ran: dict[str, int] = {}
+
+    async def write(method: str, name: str) -> None:
+        ran[name] = await getattr(store, method)(_ran, counter)
+
+    async with trio.open_nursery() as nursery:
+        # Held: a commit in flight while the bulk units queue up behind it.
+        nursery.start_soon(store.write, _fifo_gate, str(started), str(gate), "hold")
+        await trio.to_thread.run_sync(started.read_text)
+        nursery.start_soon(store.write, _fifo_gate, str(started), str(gate), "slow")
+        await trio.testing.wait_all_tasks_blocked()
+        for n in range(50):
+            nursery.start_soon(write, "write", f"bulk{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.to_thread.run_sync(gate.write_text, "!")
+        # The next batch, "slow" and the 50 bulk units, runs its first unit.
+        await trio.to_thread.run_sync(started.read_text)
+        nursery.start_soon(write, "write_first", "urgent")
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.to_thread.run_sync(gate.write_text, "!")
+    assert ran["urgent"] == 1 and sorted(ran.values()) == list(range(1, 52))
+
+
+async def test_an_in_memory_database_cannot_have_a_writer_process() -> None:
+    """Another process would open another, empty, database."""
+    with pytest.raises(ValueError, match="in-memory"):
+        Store.open("sqlite://", writer_command=COMMAND)
