@@ -37,6 +37,7 @@ from gatewayd.privacy import read_policy, run_obligations
 from gatewayd.config import ConfigError, GatewayConfig, SmscConfig, load_config
 from gatewayd.dispatch import Decision, Dispatcher, MoProcessor
 from gatewayd.ingest import Ingest, StoreAccept
+from gatewayd import store_process
 from gatewayd.logging import configure_logging
 from gatewayd.notify import Notifier
 from gatewayd.ops import Operations
@@ -333,12 +334,12 @@ async def serve(
     outcome = await trio.to_thread.run_sync(prepare_store, config)
     if outcome == "initialised":
         log.info("store_initialised", url=config.store.url if "@" not in config.store.url else "(database)")
-    store = Store.open(config.store.url)
+    writer = store_process.command(config.log_level, config.log_format) if config.store.writer_process else None
+    store = Store.open(config.store.url, writer_command=writer)
     gateway = Gateway(config=config, ingest=Ingest(), store=store)
     gateway.outbox = Outbox(store, gateway.links, node=config.node, max_attempts=config.store.mt_max_attempts)
     if processor is None:
         gateway.campaigns = Campaigns(store, config)
-        gateway.outbox.screen = gateway.campaigns.screen
     gateway.dispatcher = Dispatcher(
         store,
         processor or _not_ready,
@@ -359,6 +360,8 @@ async def serve(
                 await gateway.campaigns.load()
                 assert gateway.campaigns.engine is not None
                 gateway.dispatcher.processor = gateway.campaigns.engine
+                gateway.outbox.screen = gateway.campaigns.engine.screen
+                store.keep_resident(gateway.campaigns.engine)
                 root.start_soon(gateway.campaigns.watch, root)
                 root.start_soon(gateway._run_obligations)
                 root.start_soon(Outbound(store, gateway.campaigns, wake=gateway.outbox.wake).run)

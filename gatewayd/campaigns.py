@@ -149,11 +149,6 @@ class Campaigns:
             self.current = new
             return new
 
-    def screen(self, conn: sa.Connection, mts: list[Any], now: float) -> dict[int, str]:
-        """The outbox's consent check, with the policy in force (nothing is held back before the first load)."""
-        privacy = self.privacy
-        return {} if privacy is None else privacy.screen(conn, mts, now)
-
     @staticmethod
     def _pools(campaigns: CampaignSet) -> dict[str, tuple[str, ...]]:
         pools = {}

@@ -507,6 +507,16 @@ class StoreConfig:
     default_region: str | None = _setting(_Str(2, 2, _REGION_RE, "a two-letter ISO region code such as 'GR'"), None)
     #: Attempts before a temporarily failing MT is given up.
     mt_max_attempts: int = _setting(_Int(1, 100), 5)
+    #: Where the store writer runs: ``"process"``, a process of its own, so that its work
+    #: runs on another core than the SMPP side's; or ``"thread"``, a worker thread of the
+    #: gateway's process (one core for everything). An in-memory SQLite database always
+    #: uses a thread.
+    writer: str = _setting(_Choice(("process", "thread"), "'process' or 'thread'"), "process")
+
+    @property
+    def writer_process(self) -> bool:
+        """Whether the writer runs in a process of its own."""
+        return self.writer == "process" and self.url not in ("sqlite://", "sqlite:///:memory:")
 
 
 @attrs.frozen(kw_only=True)

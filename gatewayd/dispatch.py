@@ -274,7 +274,9 @@ class Dispatcher:
         self._sweep_interval = sweep_interval
         self._clock = clock
         self._send, self._receive = trio.open_memory_channel[StoredMo](queue_size)
+        # Its references are handed out by process_mos: they must persist where it runs.
         self._refs = ConcatReferences(8)
+        store.keep_resident(self._refs)
         # MOs waiting in the channel and MOs being processed: the sweep must not add them again.
         self._queued: set[int] = set()
         self._busy: set[int] = set()

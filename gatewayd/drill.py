@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     configure_logging(config.log_level, config.log_format)
-    trio.run(functools.partial(serve, config, processor=reply_to_everything, own_process=True))
+    # Run as "python -m", this module is __main__, which the store writer process cannot
+    # import the processor from; by its own name, it can.
+    from gatewayd.drill import reply_to_everything as processor
+
+    trio.run(functools.partial(serve, config, processor=processor, own_process=True))
     return 0
 
 

@@ -150,6 +150,8 @@ class CampaignEngine:
         self.config = config
         self._prefetched: _Prefetched | None = None
         self.privacy = privacy
+        #: Changes with every :meth:`swap` (a store writer process then gets the new state).
+        self.generation = 0
         self.swap(campaigns, campaign_ids)
 
     def swap(
@@ -174,11 +176,16 @@ class CampaignEngine:
         if privacy is not None:
             self.privacy = privacy
         self._prefetched = None
+        self.generation += 1
 
     @property
     def policy(self) -> Policy:
         """The privacy policy in force."""
         return self.privacy.policy
+
+    def screen(self, conn: sa.Connection, mts: list[Any], now: float) -> dict[int, str]:
+        """The outbox's consent check at claim time, with the policy in force."""
+        return self.privacy.screen(conn, mts, now)
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -125,3 +125,23 @@ short_codes = ["4160"]
     await trio.sleep(0.2)
     assert operator.stats["binds_accepted"] == 1
     gateway.request_stop()
+
+
+def _writer_pid(conn: object) -> int:
+    return os.getpid()
+
+
+@pytest.mark.parametrize(("writer", "own_process"), [("process", True), ("thread", False)])
+async def test_the_store_writer_runs_where_the_configuration_says(tmp_path: Path, writer: str, own_process: bool) -> None:
+    """By default the store writer is a process of its own, which stops with the gateway;
+    ``writer = "thread"`` keeps it in the gateway's process."""
+    config = load_config(_write(tmp_path / "gatewayd.toml", f'[store]\nwriter = "{writer}"\n[simulator]\ndemo_mo_per_second = 0\n'))
+    async with trio.open_nursery() as nursery:
+        gateway: Gateway = await nursery.start(functools.partial(serve, config, handle_signals=False))
+        pid = await gateway.store.write(_writer_pid)
+        assert (pid != os.getpid()) is own_process
+        assert (gateway.store.writer_process is not None) is own_process
+        gateway.request_stop()
+    if own_process:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

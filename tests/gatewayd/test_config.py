@@ -368,6 +368,7 @@ PROBLEMS = [
     ({"smsc": [{k: v for k, v in smsc().items() if k != "host"}]}, "smsc 'op-a'", "host", "missing; expected a non-empty string"),
     ({"smsc": [smsc(windw=5)]}, "smsc 'op-a'", "windw", "unknown key; did you mean 'window'?"),
     ({"smsc": [smsc(binds="transceiver")]}, "smsc 'op-a'", "binds", "did you mean 'bind'?"),
+    ({"store": {"writer": "fork"}}, "store", "writer", "expected 'process' or 'thread', got 'fork'"),
     ({"gateway": {"colour": "blue"}}, "gateway", "colour", "unknown key; expected one of: campaigns_dir, campaigns_poll_interval, drain_timeout, log_format, log_level, node, state_dir"),
     ({"smcs": {"name": "x"}}, "", "smcs", "unknown table; did you mean 'smsc'?"),
     ({"smsc": {"name": "x"}}, "", "smsc", "expected an array of tables [[smsc]], got a single table [smsc]"),
@@ -838,3 +839,13 @@ class TestCampaignSettingProblems:
             ShortCodeConfig(code="12")
         with pytest.raises(ValueError, match="duplicate short code '4160'"):
             GatewayConfig(state_dir=Path("/s"), short_codes=(ShortCodeConfig(code="4160"), ShortCodeConfig(code="4160")))
+
+
+@pytest.mark.parametrize(
+    ("store", "own_process"),
+    [({}, True), ({"writer": "thread"}, False), ({"url": "sqlite://"}, False), ({"url": "sqlite:///:memory:", "writer": "process"}, False)],
+)
+def test_the_store_writer_has_a_process_of_its_own_unless_it_cannot(tmp_path: Path, store: dict[str, Any], own_process: bool) -> None:
+    """A process by default; a thread when asked, and always for an in-memory database,
+    which another process could not see."""
+    assert load_doc(tmp_path, {"store": store}).store.writer_process is own_process

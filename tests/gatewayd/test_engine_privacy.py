@@ -192,7 +192,7 @@ async def test_queued_mts_are_suppressed_at_submit_time_after_stop(harness: Harn
     queued_to_member, queued_to_stranger = await harness.store.write(queue)
     (stop,) = await harness.send((NUMBER, "STOP"))
     claimed = await harness.store.write(
-        functools.partial(claim_due, node="n", now=harness.clock + 2, limit=100, lease=60, screen=harness.campaigns.screen)
+        functools.partial(claim_due, node="n", now=harness.clock + 2, limit=100, lease=60, screen=harness.campaigns.engine.screen)
     )
     sent = {mt.id for mt in claimed}
     assert set(stop.mt_ids) <= sent  # the one confirmation

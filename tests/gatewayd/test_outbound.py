@@ -80,7 +80,7 @@ def _outbound(h: Harness, now: float) -> Outbound:
 
 
 async def _claim(h: Harness, now: float) -> list[Any]:
-    return await h.store.write(functools.partial(claim_due, node="n", now=now, limit=1000, lease=86400, screen=h.campaigns.screen))
+    return await h.store.write(functools.partial(claim_due, node="n", now=now, limit=1000, lease=86400, screen=h.campaigns.engine.screen))
 
 
 async def _rows(h: Harness, sql: str, **params: Any) -> list[tuple[Any, ...]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -246,16 +247,26 @@ _DUE_REPLIES = sa.text("SELECT count(*) FROM mt_messages WHERE status = 'queued'
 
 class ClaimLog:
     """Wraps the outbox's screen, which every claim calls in its own transaction right after
-    taking its rows, to record what each claim took and left behind."""
+    taking its rows, to record what each claim took and left behind. It runs where the store
+    writer runs (another process), so it records into a file."""
 
-    def __init__(self, screen: Callable[[sa.Connection, list[ClaimedMt], float], dict[int, Any]]) -> None:
+    def __init__(self, screen: Callable[[sa.Connection, list[ClaimedMt], float], dict[int, Any]], path: Path) -> None:
         self.screen = screen
-        self.claims: list[Claim] = []
+        self.path = path
 
     def __call__(self, conn: sa.Connection, mts: list[ClaimedMt], now: float) -> dict[int, Any]:
         replies_left = int(conn.execute(_DUE_REPLIES, {"now": now}).scalar_one())
-        self.claims.append(Claim(tuple(mt.priority for mt in mts), replies_left))
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps([[mt.priority for mt in mts], replies_left]) + "\n")
         return self.screen(conn, mts, now)
+
+    @property
+    def claims(self) -> list[Claim]:
+        """The claims so far, in order."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return [Claim(tuple(priorities), left) for priorities, left in map(json.loads, lines)]
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -326,6 +337,10 @@ def _open_work(conn: sa.Connection, mt_statuses: tuple[str, ...] = ("queued", "s
     return int(mos), int(mts)
 
 
+def _an_hour_earlier(conn: sa.Connection, send_id: int) -> None:
+    conn.execute(sa.text("UPDATE sends SET started_at = started_at - 3600 WHERE id = :s"), {"s": send_id})
+
+
 async def _until(check: Callable[[], Awaitable[bool]], what: str, seconds: float) -> None:
     """Poll ``check`` every 0.2 s until it holds; fail after ``seconds``."""
     with trio.move_on_after(seconds):
@@ -383,7 +398,7 @@ async def test_a_multicast_to_20000_with_votes_arriving_then_a_send_again_to_non
                 gateway: Gateway = await daemon.start(functools.partial(serve, config, handle_signals=False))
                 store, campaigns, outbox = gateway.store, gateway.campaigns, gateway.outbox
                 assert store is not None and campaigns is not None and outbox is not None and outbox.screen is not None
-                claims = ClaimLog(outbox.screen)
+                claims = ClaimLog(outbox.screen, tmp_path / "claims.jsonl")
                 outbox.screen = claims
                 with trio.fail_after(10):
                     await simulator.wait_bound()
@@ -428,10 +443,7 @@ async def test_a_multicast_to_20000_with_votes_arriving_then_a_send_again_to_non
                 # follow-up is about who gets it, so the SMSC sends none for it.
                 simulator.delivery_receipts = False
 
-                def an_hour_earlier(conn: sa.Connection) -> None:
-                    conn.execute(sa.text("UPDATE sends SET started_at = started_at - 3600 WHERE id = :s"), {"s": first})
-
-                await store.write(an_hour_earlier)
+                await store.write(_an_hour_earlier, first)
 
                 async def follow_up_running() -> bool:
                     rows = await store.read(_sends)
