@@ -163,8 +163,8 @@ class StoreAccept:
         )
         try:
             # Parsing a new number is the costliest step of storing its MO; done here, the
-            # writer thread (which every MO waits for in turn) finds it in the cache.
-            normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=self.settings.default_region)
+            # store writer (which every MO waits for in turn) need not.
+            msisdn = normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=self.settings.default_region)
             stored = await self.store.write_first(
                 store_mo_part,
                 part,
@@ -172,6 +172,7 @@ class StoreAccept:
                 dedupe_window=self.settings.dedupe_window,
                 reassembly_window=self.settings.reassembly_timeout,
                 default_region=self.settings.default_region,
+                msisdn=msisdn,
             )
         except InvalidNumber as exc:
             # Nobody to answer or to keep a profile for; the SMSC must not retry it either.

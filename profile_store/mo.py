@@ -236,6 +236,7 @@ def store_mo_part(
     dedupe_window: float = 30.0,
     reassembly_window: float = 600.0,
     default_region: str | None = None,
+    msisdn: str | None = None,
 ) -> MoStored:
     """Store one received MO part; create its MO when it stands alone or completes one.
 
@@ -254,6 +255,8 @@ def store_mo_part(
         reassembly_window: seconds within which a part identical to an assembled one is a
             late redelivery.
         default_region: region for national source numbers (see :func:`normalise_msisdn`).
+        msisdn: the source already normalised with these settings, by a caller that has
+            parsed it anyway (the store writer then need not).
 
     Returns:
         Whether it was a duplicate, the part's id, and the MO it completed, if any.
@@ -261,7 +264,8 @@ def store_mo_part(
     Raises:
         InvalidNumber: the source is not a phone number (an alphanumeric sender).
     """
-    msisdn = normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=default_region)
+    if msisdn is None:
+        msisdn = normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=default_region)
     dedupe_key = _dedupe_key(part, msisdn)
     concat = part.concat
     concat_key = None if concat is None else _concat_key(msisdn, part.short_code, concat)

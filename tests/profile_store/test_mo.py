@@ -112,6 +112,15 @@ def test_single_part_mo_is_complete_at_once(engine: sa.Engine) -> None:
     assert statuses(engine) == ["assembled"]
 
 
+def test_a_number_the_caller_normalised_is_taken_as_it_is(engine: sa.Engine) -> None:
+    """Given the normalised number, the part is stored as if it had been parsed here, and a
+    redelivery is recognised either way."""
+    given_number = run(engine, store_mo_part, part("NO", source="07700900124", ton=2), T0, default_region="GB", msisdn="+447700900124")
+    assert given_number.mo is not None and given_number.mo.msisdn == "+447700900124"
+    again = run(engine, store_mo_part, part("NO", source="07700900124", ton=2), T0 + 1, default_region="GB")
+    assert again.duplicate and again.part_id == given_number.part_id
+
+
 def test_data_sm_ucs2_mo(engine: sa.Engine) -> None:
     """A data_sm MO in UCS-2 is stored with its decoded text and data_coding."""
     payload = ((Tag.MESSAGE_PAYLOAD, encode_ucs2("Καλημέρα")),)
