@@ -21,6 +21,7 @@ read to check that every MO was processed, every reply row exists, and to print 
     python bench/campaign.py --no-receipts   # the simulator sends no delivery receipts
     python bench/campaign.py --quick --rate 100 --offered-count 3000   # latency below saturation
     python bench/campaign.py --keep          # keep the temporary directory (database, log)
+    python bench/campaign.py --writer thread # the store writer on a thread of the gateway's process
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ log_level = "warning"
 log_format = "json"
 [store]
 url = "sqlite:///{state}/gatewayd.db"
+writer = "{writer}"
 [simulator]
 enabled = false
 [[smsc]]
@@ -98,6 +100,22 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (the store writer), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(n) for n in task.read_text().split()]
+        except OSError:
+            pass
+    return children
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of ``pid`` itself and of the processes it started, so far."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
 
 
 def own_cpu_seconds() -> float:
@@ -151,6 +169,7 @@ class Phase:
         self.last_reply = 0.0
         self.receipts_done = 0.0
         self.gateway_cpu = 0.0
+        self.writer_cpu = 0.0
         self.bench_cpu = 0.0
         self.nacks = 0
 
@@ -182,7 +201,7 @@ async def run_phase(
     phase = Phase(count)
     done = replies.expect(numbers)
     receipts_before = simulator.stats["receipts_sent"]
-    cpu_gateway, cpu_bench = cpu_seconds(gateway.pid), own_cpu_seconds()
+    (cpu_gateway, cpu_writer), cpu_bench = tree_cpu_seconds(gateway.pid), own_cpu_seconds()
 
     async def one(source: str, pdu: Pdu) -> None:
         sent = trio.current_time()
@@ -214,7 +233,8 @@ async def run_phase(
         receipts_sent = lambda: simulator.stats["receipts_sent"] - receipts_before  # noqa: E731
         await progressing(receipts_sent, lambda: receipts_sent() >= count, "receipts")
         phase.receipts_done = trio.current_time()
-    phase.gateway_cpu = cpu_seconds(gateway.pid) - cpu_gateway
+    gateway_now, writer_now = tree_cpu_seconds(gateway.pid)
+    phase.gateway_cpu, phase.writer_cpu = gateway_now - cpu_gateway, writer_now - cpu_writer
     phase.bench_cpu = own_cpu_seconds() - cpu_bench
     return phase
 
@@ -246,7 +266,7 @@ purposes = ["response"]
 """
 
 
-def start_gateway(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(tmp: Path, port: int, writer: str) -> subprocess.Popen[bytes]:
     campaigns = tmp / "campaigns.d"
     campaigns.mkdir()
     choices = ", ".join(f'{code} = "{label}"' for code, label in CHOICES.items())
@@ -254,7 +274,7 @@ def start_gateway(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     (tmp / "policy.toml").write_text(POLICY, encoding="utf-8")
     state = tmp / "state"
     config = tmp / "gatewayd.toml"
-    config.write_text(CONFIG.format(state=state, campaigns=campaigns, port=port, short_code=SHORT_CODE), encoding="utf-8")
+    config.write_text(CONFIG.format(state=state, campaigns=campaigns, port=port, short_code=SHORT_CODE, writer=writer), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with open(tmp / "gateway.log", "wb") as log:
         return subprocess.Popen(
@@ -319,7 +339,7 @@ async def main(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gatewayd-campaign-bench-"))
     async with trio.open_nursery() as nursery:
         port = await nursery.start(simulator.serve, "127.0.0.1", 0)
-        gateway = start_gateway(tmp, port)
+        gateway = start_gateway(tmp, port, args.writer)
         try:
             with trio.fail_after(60):
                 await simulator.wait_bound()
@@ -373,7 +393,7 @@ def report(args: argparse.Namespace, closed: Phase, offered: Phase, replies: Rep
             f"(the last acknowledged {closed.receipts_done - closed.last_reply:.2f} s after the last reply)"
         )
     print(f"  CPU                gateway {closed.gateway_cpu:.1f} s ({closed.gateway_cpu / elapsed:.0%} of a core), "
-          f"this process (simulator) {closed.bench_cpu:.1f} s")
+          f"store writer process {closed.writer_cpu:.1f} s ({closed.writer_cpu / elapsed:.0%}), this process (simulator) {closed.bench_cpu:.1f} s")
 
     elapsed = offered.last_reply - offered.first_sent
     print(f"offered {args.rate:,.0f} MO/s ({achieved:,.0f}/s achieved), {offered.count:,} more subscribers:")
@@ -386,7 +406,7 @@ def report(args: argparse.Namespace, closed: Phase, offered: Phase, replies: Rep
     if offered.reply_rate < 0.9 * achieved:
         print("  (the gateway did not keep up with the offered rate: these latencies are mostly queueing)")
     print(f"  CPU                gateway {offered.gateway_cpu:.1f} s ({offered.gateway_cpu / elapsed:.0%} of a core), "
-          f"this process (simulator) {offered.bench_cpu:.1f} s")
+          f"store writer process {offered.writer_cpu:.1f} s ({offered.writer_cpu / elapsed:.0%}), this process (simulator) {offered.bench_cpu:.1f} s")
     print(f"delivery receipts: {'on: one per reply, stored and matched by the gateway' if receipts else 'off'}")
 
 
@@ -446,6 +466,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-receipts", action="store_true", help="the simulator sends no delivery receipts")
     parser.add_argument("--quick", action="store_true", help="10,000 subscribers closed loop, 5,000 offered (unless given)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--writer", choices=("process", "thread"), default="process", help="[store] writer (default: process)")
     arguments = parser.parse_args()
     if arguments.subscribers is None:
         arguments.subscribers = 10_000 if arguments.quick else 100_000
