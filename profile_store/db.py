@@ -107,6 +107,10 @@ class _Unit:
     error: BaseException | None = None
 
 
+#: Put in the writer's queue when an outcome from the writer process is ready, to wake it.
+_WAKE: Any = object()
+
+
 class Store:
     """The database, as the rest of the gateway sees it.
 
@@ -155,6 +159,9 @@ class Store:
         self._writer_limiter = trio.CapacityLimiter(1)
         self._reader_limiter = trio.CapacityLimiter(readers)
         self._running = False
+        # With a writer process: a task collects the outcomes of batches in flight.
+        self._collecting = False
+        self._outcome_ready = trio.Event()
         #: Commits done, units committed, and units that raised (for metrics and benchmarks).
         self.commits = 0
         self.units = 0
@@ -231,46 +238,88 @@ class Store:
     async def _write_batches(self) -> None:
         first: collections.deque[_Unit] = collections.deque()
         later: collections.deque[_Unit] = collections.deque()
+        process = self.writer_process
+        # With a writer process, a second batch goes out while one runs (the child goes from
+        # one straight into the next); the outcomes come back in this list, from another task.
+        outcomes: collections.deque[tuple[list[_Unit], int, int, float]] = collections.deque()
         closed = False
-        while not closed or first or later:
-            if not first and not later:
+        async with trio.open_nursery() as nursery:
+            while not closed or first or later or (process is not None and process.in_flight):
+                while outcomes:
+                    batch, ran, failed, started = outcomes.popleft()
+                    self._done(first, later, batch, ran, failed, started)
+                if not first and not later or (process is not None and process.in_flight >= 2):
+                    if closed:
+                        await self._outcome_ready.wait()
+                        self._outcome_ready = trio.Event()
+                        continue
+                    try:
+                        unit = await self._receive.receive()
+                    except trio.EndOfChannel:
+                        closed = True
+                        continue
+                    if unit is not _WAKE:
+                        (first if unit.first else later).append(unit)
+                    continue
+                # Everything waiting, sorted into the two lanes (each caller has one unit out).
+                while len(first) + len(later) < 8 * self.max_batch:
+                    try:
+                        unit = self._receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    except trio.EndOfChannel:
+                        closed = True
+                        break
+                    if unit is not _WAKE:
+                        (first if unit.first else later).append(unit)
+                batch = [first.popleft() for _ in range(min(len(first), self.max_batch))]
+                self._urgent_waiting -= sum(unit.urgent for unit in batch)
+                room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
+                batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
+                started = time.perf_counter()
+                if process is None:
+                    # Not cancellable: a commit that started finishes, so its callers' outcome is known.
+                    ran, failed = await trio.to_thread.run_sync(self._committer.commit, batch, limiter=self._writer_limiter)
+                    self._done(first, later, batch, ran, failed, started)
+                    continue
+                await process.send(batch)
+                if not self._collecting:
+                    self._collecting = True
+                    nursery.start_soon(self._collect_outcomes, process, outcomes, started)
+            nursery.cancel_scope.cancel()
+
+    async def _collect_outcomes(
+        self, process: WriterProcess, outcomes: collections.deque[tuple[list[_Unit], int, int, float]], started: float
+    ) -> None:
+        """Hand the outcomes of the batches in flight to the writer task, until none is left."""
+        try:
+            while process.in_flight:
+                batch, ran, failed = await process.outcome()
+                outcomes.append((batch, ran, failed, started))
+                started = time.perf_counter()
+                self._outcome_ready.set()
                 try:
-                    unit = await self._receive.receive()
-                except trio.EndOfChannel:
-                    return
-                (first if unit.first else later).append(unit)
-            # Everything waiting, sorted into the two lanes (each caller has one unit out).
-            while len(first) + len(later) < 8 * self.max_batch:
-                try:
-                    unit = self._receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                except trio.EndOfChannel:
-                    closed = True
-                    break
-                (first if unit.first else later).append(unit)
-            batch = [first.popleft() for _ in range(min(len(first), self.max_batch))]
-            self._urgent_waiting -= sum(unit.urgent for unit in batch)
-            room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
-            batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
-            # Not cancellable: a commit that started finishes, so its callers' outcome is known.
-            started = time.perf_counter()
-            if self.writer_process is not None:
-                ran, failed = await self.writer_process.commit(batch)
-            else:
-                ran, failed = await trio.to_thread.run_sync(self._committer.commit, batch, limiter=self._writer_limiter)
-            self.commits += 1
-            self.units += ran
-            self.failed_units += failed
-            if self.on_commit is not None:
-                self.on_commit(time.perf_counter() - started, ran)
-            for unit in batch[:ran]:
-                unit.done.set()
-            # Cut short: what did not run goes back to the head of its lane, in order.
-            deferred = batch[ran:]
-            first.extendleft(reversed([unit for unit in deferred if unit.first]))
-            later.extendleft(reversed([unit for unit in deferred if not unit.first]))
-            self._urgent_waiting += sum(unit.urgent for unit in deferred)
+                    self._send.send_nowait(_WAKE)
+                except (trio.WouldBlock, trio.ClosedResourceError):
+                    pass  # the writer task has units to take (it looks at outcomes first), or is closing
+        finally:
+            self._collecting = False
+
+    def _done(
+        self, first: collections.deque[_Unit], later: collections.deque[_Unit], batch: list[_Unit], ran: int, failed: int, started: float
+    ) -> None:
+        """A batch's outcome: its callers go on, and what it did not run goes back to the head of its lane."""
+        self.commits += 1
+        self.units += ran
+        self.failed_units += failed
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started, ran)
+        for unit in batch[:ran]:
+            unit.done.set()
+        deferred = batch[ran:]
+        first.extendleft(reversed([unit for unit in deferred if unit.first]))
+        later.extendleft(reversed([unit for unit in deferred if not unit.first]))
+        self._urgent_waiting += sum(unit.urgent for unit in deferred)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in a coming group commit; return its result once committed.

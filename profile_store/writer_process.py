@@ -4,7 +4,8 @@ In one process the event loop and the writer thread share one GIL: every message
 statements wait for the loop, and the loop for them. With ``Store(writer_command=...)``
 the gateway keeps the lanes, the batching and the callers, and sends each batch to a child
 process that runs it with a :class:`~profile_store.committer.Committer` and sends back each
-unit's result or exception.
+unit's result or exception. A second batch may be sent while one runs: the child runs them
+in order and goes from one straight into the next.
 
 The wire: a socket pair, frames of a 4-byte length and two pickles. Units are pickled with
 their function (a module-level function, by name) and arguments (frozen values). An object
@@ -22,6 +23,7 @@ starts another child.
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import io
 import pickle
@@ -136,6 +138,29 @@ class _ChildUnit:
     error: BaseException | None = None
 
 
+@attrs.define(eq=False)
+class _Flight:
+    """A batch sent to the child: the units sent (those that pickled), its number on the
+    wire (0: nothing was sent), and once known, (units done, units that raised)."""
+
+    batch: list[Unit]
+    sent: list[Unit] = attrs.Factory(list)
+    number: int = 0
+    outcome: tuple[int, int] | None = None
+
+    def settle(self, reply: tuple[int, int, list[tuple[Any, BaseException | None]]]) -> None:
+        ran, failed, outcomes = reply
+        for unit, (result, error) in zip(self.sent, outcomes):
+            unit.result, unit.error = result, error
+        batch = self.batch
+        if len(self.sent) < len(batch):
+            sent = set(map(id, self.sent))
+            unsent = [unit for unit in batch if id(unit) not in sent]
+            batch[:] = unsent + self.sent
+            ran, failed = ran + len(unsent), failed + len(unsent)
+        self.outcome = (ran, failed)
+
+
 class WriterProcess:
     """The parent's side: starts the child, sends it batches, and reads their outcomes.
 
@@ -156,7 +181,7 @@ class WriterProcess:
         self._poke_socket: socket.socket | None = None
         self._buffer = bytearray()
         self._batches = 0
-        self._in_flight = False
+        self._flights: collections.deque[_Flight] = collections.deque()
         self._poked = False
 
     def keep_resident(self, obj: Any) -> None:
@@ -164,53 +189,64 @@ class WriterProcess:
         units refer to the child's copy: state a unit changes there stays there."""
         self._residents.add(obj)
 
-    async def commit(self, batch: list[Unit]) -> tuple[int, int]:
-        """Have the child run and commit ``batch``; the outcomes are set on its units.
-
-        A unit that does not pickle fails alone with a TypeError; such units are moved to
-        the head of ``batch``, so that the units done are still its first ones.
-
-        Returns:
-            As :meth:`Committer.commit`: units done (at the head of ``batch``), and how many
-            of them raised.
-        """
+    async def send(self, batch: list[Unit]) -> None:
+        """Send ``batch`` to the child, behind the batches already in flight (the child runs
+        them in order, so it goes from one straight into the next). Its outcome comes from
+        :meth:`outcome`, in the order batches were sent."""
+        flight = _Flight(batch)
+        self._flights.append(flight)
         with trio.CancelScope(shield=True):
             try:
                 if self._stream is None:
                     await self._start()
-                sent, frame = self._encode(batch)
-                if not sent:
-                    return len(batch), len(batch)
+                flight.sent, frame = self._encode(batch)
+                if not flight.sent:
+                    flight.outcome = (len(batch), len(batch))
+                    return
                 assert self._stream is not None
                 self._batches += 1
-                self._in_flight, self._poked = True, False
+                flight.number = self._batches
+                self._poked = False
                 await self._stream.send_all(frame)
-                reply = await self._receive_frame()
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError) as exc:
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 await self._lost(exc)
-                error = StoreUnavailable(f"the store writer process stopped: {exc!r}")
-                for unit in batch:
-                    unit.result, unit.error = None, error
-                return len(batch), len(batch)
-            finally:
-                self._in_flight = False
-        ran, failed, outcomes = pickle.loads(reply)
-        for unit, (result, error) in zip(sent, outcomes):
-            unit.result, unit.error = result, error
-        if len(sent) < len(batch):
-            unsent = [unit for unit in batch if not any(unit is other for other in sent)]
-            batch[:] = unsent + sent
-            return len(unsent) + ran, len(unsent) + failed
-        return ran, failed
+
+    @property
+    def in_flight(self) -> int:
+        """Batches sent whose outcome :meth:`outcome` has not returned yet."""
+        return len(self._flights)
+
+    async def outcome(self) -> tuple[list[Unit], int, int]:
+        """Wait for the oldest batch in flight to be committed (or to fail); its units'
+        outcomes are set.
+
+        Returns:
+            The batch, how many of its units are done (its first ones: a unit that does not
+            pickle fails alone with a TypeError and is moved to the head), and how many of
+            those raised.
+        """
+        flight = self._flights[0]
+        with trio.CancelScope(shield=True):
+            while flight.outcome is None:
+                try:
+                    reply = await self._receive_frame()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError) as exc:
+                    await self._lost(exc)
+                    continue
+                target = next(f for f in self._flights if f.outcome is None and f.number)
+                target.settle(pickle.loads(reply))
+        self._flights.popleft()
+        assert flight.outcome is not None
+        return flight.batch, *flight.outcome
 
     def poke(self) -> None:
-        """A unit someone waits on has arrived: let the batch in flight be cut short."""
-        if self._in_flight and not self._poked and self._poke_socket is not None:
+        """A unit someone waits on has arrived: let the batches in flight be cut short."""
+        if self._flights and not self._poked and self._poke_socket is not None:
             self._poked = True
             try:
                 self._poke_socket.send(_POKE.pack(self._batches))
             except OSError:
-                pass  # a full buffer holds a poke already; a dead child is found by commit()
+                pass  # a full buffer holds a poke already; a dead child is found by send() or outcome()
 
     def _encode(self, batch: Sequence[Unit]) -> tuple[list[Unit], bytes]:
         """The batch frame, and the units it carries: a unit that does not pickle gets a
@@ -292,7 +328,16 @@ class WriterProcess:
             buffer += data
 
     async def _lost(self, exc: BaseException) -> None:
-        log.error("store_writer_lost", error=repr(exc))
+        """The child died or its socket broke: every batch in flight fails, and the next
+        batch starts another child."""
+        error = StoreUnavailable(f"the store writer process stopped: {exc!r}")
+        for flight in self._flights:
+            if flight.outcome is None:
+                for unit in flight.batch:
+                    unit.result, unit.error = None, error
+                flight.outcome = (len(flight.batch), len(flight.batch))
+        if self._stream is not None:
+            log.error("store_writer_lost", error=repr(exc))
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -334,18 +379,19 @@ def serve(fd: int, poke_fd: int) -> None:
     kind, url, cut_after = pickle.loads(hello[0])
     assert kind == _HELLO
     current = 0
-    seen: set[int] = set()
+    # The highest batch number poked: a unit someone waits on arrived when that batch had
+    # been sent, so it and every batch before it may be cut short.
+    poked = 0
 
     def urgent() -> bool:
-        if current in seen:
-            return True
-        if select.select([poke], [], [], 0)[0]:
+        nonlocal poked
+        if poked < current and select.select([poke], [], [], 0)[0]:
             try:
                 data = poke.recv(4096)
             except BlockingIOError:
                 data = b""
-            seen.update(n for (n,) in _POKE.iter_unpack(data[: len(data) // 4 * 4]))
-        return current in seen
+            poked = max([poked, *(n for (n,) in _POKE.iter_unpack(data[: len(data) // 4 * 4]))])
+        return poked >= current
 
     committer = Committer(make_engine(url), cut_after=cut_after, urgent=urgent)
     try:
@@ -355,7 +401,6 @@ def serve(fd: int, poke_fd: int) -> None:
                 return
             header, body = frame
             kind, current, installs, forgotten = pickle.loads(header)
-            seen = {n for n in seen if n >= current}
             for key in forgotten:
                 _RESIDENTS.pop(key, None)
             for key, obj in installs:

@@ -173,8 +173,8 @@ def _ran(conn: sa.Connection, counter: Counter) -> int:
 
 async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tmp_path: Path) -> None:
     """A write_first unit that arrives while the writer process runs a batch of bulk units
-    waits for the unit running then, not for the whole batch: it is done before any of the
-    bulk units that were queued before it."""
+    waits for the unit running then, not for the whole batch: it is done before all but at
+    most one of the bulk units that were queued before it."""
     store.cut_after = 0.0
     started, gate = tmp_path / "started", tmp_path / "gate"
     os.mkfifo(started)
@@ -202,7 +202,8 @@ async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tm
         nursery.start_soon(write, "write_first", "urgent")
         await trio.testing.wait_all_tasks_blocked()
         await trio.to_thread.run_sync(gate.write_text, "!")
-    assert ran["urgent"] == 1 and sorted(ran.values()) == list(range(1, 52))
+    # The bulk units went out as one batch while "slow" ran; the poke cut it after its first unit.
+    assert ran["urgent"] <= 2 and sorted(ran.values()) == list(range(1, 52))
 
 
 async def test_an_in_memory_database_cannot_have_a_writer_process() -> None:
