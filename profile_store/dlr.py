@@ -109,11 +109,11 @@ _APPLY_BY_MESSAGE_ID = Prepared(
     .values(_RECEIPT_EFFECT)
     .returning(_p.id, _p.mt_id, _p.status)
 )
-_APPLY_TO_PART = sa.update(mt_parts).where(_p.id == sa.bindparam("b_part_id")).values(_RECEIPT_EFFECT).returning(_p.status)
+_APPLY_TO_PART = Prepared(sa.update(mt_parts).where(_p.id == sa.bindparam("b_part_id")).values(_RECEIPT_EFFECT).returning(_p.status))
 # The SMSC is compared outside SQL: with it in the WHERE clause SQLite may walk the
 # (smsc, smsc_message_id) index over every part ever sent through the SMSC instead of
 # starting from the subscriber.
-_PARTS_BY_CONTENT = (
+_PARTS_BY_CONTENT = Prepared(
     sa.select(_p.id, _p.mt_id, _p.smsc)
     .select_from(mt_parts.join(mt_messages, _p.mt_id == _m.id).join(subscribers, _m.subscriber_id == subscribers.c.id))
     .where(
@@ -134,16 +134,17 @@ _INSERT_EVENT = Prepared(
 )
 # Filtered on (smsc, smsc_message_id) alone so the index on those two columns is the one
 # used; the few rows an id has are filtered further in Python.
-_EVENTS_OF_ID = (
+_EVENTS_OF_ID = Prepared(
     sa.select(_e.id, _e.stat, _e.err, _e.message_state, _e.matched, _e.received_at)
     .where(_e.smsc == sa.bindparam("b_smsc"), _e.smsc_message_id == sa.bindparam("b_message_id"))
 )
-_MARK_MATCHED = (
+_MARK_MATCHED = Prepared(
     sa.update(dlr_events)
     .where(_e.id.in_(sa.bindparam("b_ids", expanding=True)))
-    .values(matched=True, mt_part_id=sa.bindparam("b_part_id"))
+    .values(matched=True, mt_part_id=sa.bindparam("b_part_id")),
+    expanding="b_ids",
 )
-_MT_OF_PART = sa.select(_p.mt_id).where(_p.id == sa.bindparam("b_part_id"))
+_MT_OF_PART = Prepared(sa.select(_p.mt_id).where(_p.id == sa.bindparam("b_part_id")))
 
 
 def _parts_of_mt(*conditions: Any) -> sa.Exists:
@@ -172,7 +173,7 @@ _REFRESH_MT = Prepared(
     .values(status=_SETTLED, updated_at=sa.bindparam("b_now"))
     .returning(_m.status)
 )
-_MT_STATUS = sa.select(_m.status).where(_m.id == sa.bindparam("b_mt_id"))
+_MT_STATUS = Prepared(sa.select(_m.status).where(_m.id == sa.bindparam("b_mt_id")))
 
 
 def _short(value: str | None) -> str | None:
@@ -227,7 +228,7 @@ def record_receipt(
         found = _match_by_content(conn, smsc, recipient, receipt.text, now - content_window)
         if found is not None:
             part_id, mt_id = found
-            status = conn.execute(_APPLY_TO_PART, {"b_part_id": part_id, **effect}).scalar_one()
+            status = _APPLY_TO_PART.scalar(conn, {"b_part_id": part_id, **effect})
             part = (part_id, mt_id, status)
             by_content = True
     event = {
@@ -260,7 +261,7 @@ def _match_by_content(conn: sa.Connection, smsc: str, recipient: str, text: str,
         The part's id and its MT's id.
     """
     params = {"b_recipient": recipient, "b_since": since, "b_length": len(text), "b_text": text}
-    for part_id, mt_id, part_smsc in conn.execute(_PARTS_BY_CONTENT, params).all():
+    for part_id, mt_id, part_smsc in _PARTS_BY_CONTENT.all(conn, params):
         if part_smsc == smsc:
             return int(part_id), int(mt_id)
     return None
@@ -281,7 +282,7 @@ def _effect(receipt: DeliveryReceipt, now: float) -> dict[str, Any]:
 
 def _apply(conn: sa.Connection, part_id: int, receipt: DeliveryReceipt, now: float) -> str:
     """Apply one receipt to a part; returns the part's status afterwards."""
-    return str(conn.execute(_APPLY_TO_PART, {"b_part_id": part_id, **_effect(receipt, now)}).scalar_one())
+    return str(_APPLY_TO_PART.scalar(conn, {"b_part_id": part_id, **_effect(receipt, now)}))
 
 
 def refresh_mt_status(conn: sa.Connection, mt_id: int, now: float) -> str:
@@ -306,7 +307,7 @@ def refresh_mt_status(conn: sa.Connection, mt_id: int, now: float) -> str:
     if changed is not None:
         return str(changed)
     # Not settleable, not settled by its parts yet, or settled to what it already is.
-    return str(conn.execute(_MT_STATUS, params).scalar_one())
+    return str(_MT_STATUS.scalar(conn, params))
 
 
 def apply_held_receipts(
@@ -350,7 +351,7 @@ def _apply_held(
 ) -> tuple[int, str | None]:
     lock_message_id(conn, smsc, smsc_message_id)
     since = now - grace
-    events = conn.execute(_EVENTS_OF_ID, {"b_smsc": smsc, "b_message_id": smsc_message_id})
+    events = _EVENTS_OF_ID.all(conn, {"b_smsc": smsc, "b_message_id": smsc_message_id})
     held = sorted(
         (event for event in events if not event.matched and event.received_at >= since),
         key=lambda event: (event.received_at, event.id),
@@ -371,14 +372,16 @@ def _apply_held(
             network_error_code=None,
         )
         _apply(conn, mt_part_id, receipt, now)
-    conn.execute(_MARK_MATCHED, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
+    _MARK_MATCHED.run(conn, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
     if mt_id is None:
-        mt_id = int(conn.execute(_MT_OF_PART, {"b_part_id": mt_part_id}).scalar_one())
+        mt_id = int(_MT_OF_PART.scalar(conn, {"b_part_id": mt_part_id}))
     return len(held), refresh_mt_status(conn, mt_id, now)
 
 
-_HELD_FOR_RECIPIENT = sa.select(_e.id, _e.smsc, _e.stat, _e.err, _e.message_state, _e.text, _e.received_at).where(
-    _e.recipient == sa.bindparam("b_recipient"), _e.matched.is_(False)
+_HELD_FOR_RECIPIENT = Prepared(
+    sa.select(_e.id, _e.smsc, _e.stat, _e.err, _e.message_state, _e.text, _e.received_at).where(
+        _e.recipient == sa.bindparam("b_recipient"), _e.matched.is_(False)
+    )
 )
 
 
@@ -399,7 +402,7 @@ def apply_held_by_content(
     since = now - grace
     held = [
         event
-        for event in conn.execute(_HELD_FOR_RECIPIENT, {"b_recipient": recipient})
+        for event in _HELD_FOR_RECIPIENT.all(conn, {"b_recipient": recipient})
         if event.smsc == smsc and event.text and event.received_at >= since and mt_text.startswith(event.text)
     ]
     if not held:
@@ -410,7 +413,7 @@ def apply_held_by_content(
             err=event.err, text=event.text, message_state=event.message_state, network_error_code=None,
         )
         _apply(conn, mt_part_id, receipt, now)
-    conn.execute(_MARK_MATCHED, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
+    _MARK_MATCHED.run(conn, {"b_ids": [event.id for event in held], "b_part_id": mt_part_id})
     return len(held), refresh_mt_status(conn, mt_id, now)
 
 
