@@ -210,3 +210,61 @@ async def test_an_in_memory_database_cannot_have_a_writer_process() -> None:
     """Another process would open another, empty, database."""
     with pytest.raises(ValueError, match="in-memory"):
         Store.open("sqlite://", writer_command=COMMAND)
+
+
+async def test_a_second_batch_goes_out_while_one_runs(store: Store, tmp_path: Path) -> None:
+    """While a batch runs, the next is already sent (the child goes straight into it); a
+    third waits for the first's outcome. Outcomes come back in order."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    process = store.writer_process
+    assert process is not None
+    results: list[object] = []
+
+    async def write(*args: Any) -> None:
+        results.append(await store.write(*args))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write, _fifo_gate, str(started), str(gate), "held")
+        await trio.to_thread.run_sync(started.read_text)
+        nursery.start_soon(write, _insert, "+306900000501")
+        await trio.testing.wait_all_tasks_blocked()
+        assert process.in_flight == 2
+        nursery.start_soon(write, _insert, "+306900000502")
+        await trio.testing.wait_all_tasks_blocked()
+        assert process.in_flight == 2
+        await trio.to_thread.run_sync(gate.write_text, "!")
+    assert results[0] == "held" and len(results) == 3
+    assert await store.read(_count) == 2
+
+
+async def test_a_writer_that_dies_fails_every_batch_in_flight(store: Store, tmp_path: Path) -> None:
+    """Both batches in flight fail with StoreUnavailable when the child dies during the first."""
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    outcomes: list[BaseException] = []
+    await store.write(_pid)  # the child is up: sending a batch no longer waits for it to start
+
+    async def write(*args: Any) -> None:
+        try:
+            await store.write(*args)
+        except StoreUnavailable as exc:
+            outcomes.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write, _signal_then_exit, str(started))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(write, _insert, "+306900000601")
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.writer_process is not None and store.writer_process.in_flight == 2
+        await trio.to_thread.run_sync(started.read_text)
+    assert len(outcomes) == 2
+    assert await store.read(_count) == 0
+    assert isinstance(await store.write(_insert, "+306900000602"), int)
+
+
+def _signal_then_exit(conn: sa.Connection, started: str) -> None:
+    with open(started, "w") as f:
+        f.write("!")
+    os._exit(3)
