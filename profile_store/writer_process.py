@@ -198,7 +198,11 @@ class WriterProcess:
         with trio.CancelScope(shield=True):
             try:
                 if self._stream is None:
-                    await self._start()
+                    try:
+                        await self._start()
+                    except OSError as exc:
+                        log.error("store_writer_lost", error=f"cannot start the store writer process: {exc!r}")
+                        raise
                 flight.sent, frame = self._encode(batch)
                 if not flight.sent:
                     flight.outcome = (len(batch), len(batch))

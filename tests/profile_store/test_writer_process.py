@@ -276,3 +276,16 @@ def _signal_then_exit(conn: sa.Connection, started: str) -> None:
     with open(started, "w") as f:
         f.write("!")
     os._exit(3)
+
+
+async def test_a_writer_that_cannot_start_fails_its_batch_and_says_why(store_url: str, nursery: trio.Nursery, tmp_path: Path) -> None:
+    """A writer command that cannot run: each write fails with StoreUnavailable and the
+    reason is logged; the store's writer task goes on."""
+    s = Store.open(store_url, writer_command=[str(tmp_path / "no-such-python")])
+    await nursery.start(s.run_writer)
+    for _ in range(2):
+        with structlog.testing.capture_logs() as logs, pytest.raises(StoreUnavailable, match="writer process stopped"):
+            await s.write(_pid)
+        assert [entry["event"] for entry in logs] == ["store_writer_lost"]
+        assert "cannot start" in logs[0]["error"]
+    await s.aclose()
