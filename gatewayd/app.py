@@ -201,6 +201,7 @@ class Gateway:
             await self._start_link(new_smscs[name])
         if (new.log_level, new.log_format) != (self.config.log_level, self.config.log_format):
             configure_logging(new.log_level, new.log_format)
+            self.store.configure_writer_logging(new.log_level, new.log_format)
         if new.simulator != self.config.simulator and self.simulator is not None:
             log.warning("simulator_settings_need_restart")
         self.config = new

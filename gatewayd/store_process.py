@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     tune_gc()
-    serve(args.fd, args.poke_fd)
+    serve(args.fd, args.poke_fd, configure_logging)
     sys.stdout.flush()
     os._exit(0)
 

@@ -188,6 +188,12 @@ class Store:
         if self.writer_process is not None:
             self.writer_process.keep_resident(obj)
 
+    def configure_writer_logging(self, level: str, fmt: str) -> None:
+        """A writer process logs with this level and format from its next batch on (it was
+        started with the gateway's settings of the time). Nothing to do with a writer thread."""
+        if self.writer_process is not None:
+            self.writer_process.logging = (level, fmt)
+
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> "Store":
         """A store on a new engine for ``url``."""

@@ -183,6 +183,9 @@ class WriterProcess:
         self._batches = 0
         self._flights: collections.deque[_Flight] = collections.deque()
         self._poked = False
+        #: (level, format) for the child's logging, sent with the next batch when it changes.
+        self.logging: tuple[str, str] | None = None
+        self._logging_sent: tuple[str, str] | None = None
 
     def keep_resident(self, obj: Any) -> None:
         """Send ``obj`` to the child once (again when its ``generation`` changes), and let
@@ -274,7 +277,8 @@ class WriterProcess:
             return [], b""
         installs, residents.installs = residents.installs, []
         try:
-            header = _dumps((_BATCH, self._batches + 1, installs, residents.forgotten))
+            logging = self.logging if self.logging != self._logging_sent else None
+            header = _dumps((_BATCH, self._batches + 1, installs, residents.forgotten, logging))
         except Exception as exc:
             # An object the units refer to cannot be sent: none of them can run.
             for key, _obj in installs:
@@ -284,6 +288,7 @@ class WriterProcess:
                 unit.error = TypeError(f"an object kept in the store writer process must pickle: {exc!r}")
             return [], b""
         residents.forgotten = []
+        self._logging_sent = self.logging
         return sent, _LENGTH.pack(len(header) + len(units) + 4, len(header)) + header + units
 
     def _pickle_units(self, units: Sequence[Unit]) -> bytes:
@@ -313,6 +318,8 @@ class WriterProcess:
         self._buffer.clear()
         self._residents.installed.clear()
         self._residents.forgotten.clear()
+        # A new child logs as its command says until told otherwise.
+        self._logging_sent = None
         hello = _dumps((_HELLO, self.url, self.cut_after))
         await self._stream.send_all(_LENGTH.pack(len(hello) + 4, len(hello)) + hello)
 
@@ -366,8 +373,13 @@ class WriterProcess:
 # -- the child ----------------------------------------------------------------------------------
 
 
-def serve(fd: int, poke_fd: int) -> None:
-    """The child's main loop: run batches until the parent closes the socket."""
+def serve(fd: int, poke_fd: int, configure_logging: Callable[[str, str], None] | None = None) -> None:
+    """The child's main loop: run batches until the parent closes the socket.
+
+    Args:
+        fd, poke_fd: the sockets the parent passed.
+        configure_logging: called with (level, format) when the gateway's logging changes.
+    """
     from profile_store.db import make_engine
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -404,7 +416,9 @@ def serve(fd: int, poke_fd: int) -> None:
             if frame is None:
                 return
             header, body = frame
-            kind, current, installs, forgotten = pickle.loads(header)
+            kind, current, installs, forgotten, logging = pickle.loads(header)
+            if logging is not None and configure_logging is not None:
+                configure_logging(*logging)
             for key in forgotten:
                 _RESIDENTS.pop(key, None)
             for key, obj in installs:

@@ -4,6 +4,7 @@ that dies, signals)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -289,3 +290,17 @@ async def test_a_writer_that_cannot_start_fails_its_batch_and_says_why(store_url
         assert [entry["event"] for entry in logs] == ["store_writer_lost"]
         assert "cannot start" in logs[0]["error"]
     await s.aclose()
+
+
+def _log_probe(conn: sa.Connection, n: int) -> None:
+    structlog.get_logger("tests.writer").info("writer_probe", n=n)
+
+
+async def test_the_writer_logs_with_the_gateways_new_level_after_a_reload(store: Store, capfd: pytest.CaptureFixture[str]) -> None:
+    """Started at warning, the writer process drops info lines; told the new level (as a
+    reload does), it writes them, to the gateway's stdout."""
+    await store.write(_log_probe, 1)
+    store.configure_writer_logging("info", "json")
+    await store.write(_log_probe, 2)
+    lines = [line for line in capfd.readouterr().out.splitlines() if "writer_probe" in line]
+    assert len(lines) == 1 and json.loads(lines[0][lines[0].index("{") :])["n"] == 2
