@@ -46,7 +46,7 @@ __all__ = ["WriterProcess", "serve"]
 
 log = structlog.get_logger("profile_store.db")
 
-_LENGTH = struct.Struct("!II")
+_LENGTH = struct.Struct("!I")
 _POKE = struct.Struct("!I")
 #: Frames the parent sends: the first carries the database URL and settings.
 _HELLO, _BATCH = 1, 2
@@ -95,6 +95,28 @@ def _dumps(value: Any) -> bytes:
     buffer = io.BytesIO()
     _ValuePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     return buffer.getvalue()
+
+
+def _frame(*parts: bytes) -> bytes:
+    """A frame: its length, then each part with its own length."""
+    body = b"".join(_LENGTH.pack(len(part)) + part for part in parts)
+    return _LENGTH.pack(len(body)) + body
+
+
+def _take_frame(buffer: bytearray) -> list[bytes] | None:
+    """The parts of the first whole frame in ``buffer`` (removed from it), or None."""
+    if len(buffer) < 4:
+        return None
+    (length,) = _LENGTH.unpack_from(buffer)
+    if len(buffer) < 4 + length:
+        return None
+    parts, at, end = [], 4, 4 + length
+    while at < end:
+        (size,) = _LENGTH.unpack_from(buffer, at)
+        parts.append(bytes(buffer[at + 4 : at + 4 + size]))
+        at += 4 + size
+    del buffer[:end]
+    return parts
 
 
 class _Residents:
@@ -278,7 +300,7 @@ class WriterProcess:
         installs, residents.installs = residents.installs, []
         try:
             logging = self.logging if self.logging != self._logging_sent else None
-            header = _dumps((_BATCH, self._batches + 1, installs, residents.forgotten, logging))
+            header = _dumps((_BATCH, self._batches + 1, installs, residents.forgotten, logging, self.cut_after))
         except Exception as exc:
             # An object the units refer to cannot be sent: none of them can run.
             for key, _obj in installs:
@@ -289,7 +311,7 @@ class WriterProcess:
             return [], b""
         residents.forgotten = []
         self._logging_sent = self.logging
-        return sent, _LENGTH.pack(len(header) + len(units) + 4, len(header)) + header + units
+        return sent, _frame(header, units)
 
     def _pickle_units(self, units: Sequence[Unit]) -> bytes:
         buffer = io.BytesIO()
@@ -320,19 +342,15 @@ class WriterProcess:
         self._residents.forgotten.clear()
         # A new child logs as its command says until told otherwise.
         self._logging_sent = None
-        hello = _dumps((_HELLO, self.url, self.cut_after))
-        await self._stream.send_all(_LENGTH.pack(len(hello) + 4, len(hello)) + hello)
+        await self._stream.send_all(_frame(_dumps((_HELLO, self.url))))
 
     async def _receive_frame(self) -> bytes:
         assert self._stream is not None
         buffer = self._buffer
         while True:
-            if len(buffer) >= 4:
-                (length,) = struct.unpack_from("!I", buffer)
-                if len(buffer) >= 4 + length:
-                    frame = bytes(buffer[4 : 4 + length])
-                    del buffer[: 4 + length]
-                    return frame
+            frame = _take_frame(buffer)
+            if frame is not None:
+                return frame[0]
             data = await self._stream.receive_some(1 << 20)
             if not data:
                 raise EOFError("the store writer process closed its socket")
@@ -392,7 +410,7 @@ def serve(fd: int, poke_fd: int, configure_logging: Callable[[str, str], None] |
     hello = reader.next()
     if hello is None:
         return
-    kind, url, cut_after = pickle.loads(hello[0])
+    kind, url = pickle.loads(hello[0])
     assert kind == _HELLO
     current = 0
     # The highest batch number poked: a unit someone waits on arrived when that batch had
@@ -409,14 +427,14 @@ def serve(fd: int, poke_fd: int, configure_logging: Callable[[str, str], None] |
             poked = max([poked, *(n for (n,) in _POKE.iter_unpack(data[: len(data) // 4 * 4]))])
         return poked >= current
 
-    committer = Committer(make_engine(url), cut_after=cut_after, urgent=urgent)
+    committer = Committer(make_engine(url), cut_after=0.0, urgent=urgent)
     try:
         while True:
             frame = reader.next()
             if frame is None:
                 return
             header, body = frame
-            kind, current, installs, forgotten, logging = pickle.loads(header)
+            kind, current, installs, forgotten, logging, committer.cut_after = pickle.loads(header)
             if logging is not None and configure_logging is not None:
                 configure_logging(*logging)
             for key in forgotten:
@@ -439,7 +457,7 @@ def _reply(ran: int, failed: int, units: list[_ChildUnit]) -> bytes:
         body = _dumps((ran, failed, outcomes))
     except Exception:
         body = _dumps((ran, failed, [_picklable(outcome) for outcome in outcomes]))
-    return struct.pack("!I", len(body)) + body
+    return _frame(body)
 
 
 def _picklable(outcome: tuple[Any, BaseException | None]) -> tuple[Any, BaseException | None]:
@@ -454,22 +472,18 @@ def _picklable(outcome: tuple[Any, BaseException | None]) -> tuple[Any, BaseExce
 
 
 class _BlockingFrames:
-    """Frames from the parent: ``(header, body)``, or None once the socket is closed."""
+    """Frames from the parent, as their parts, or None once the socket is closed."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buffer = bytearray()
 
-    def next(self) -> tuple[bytes, bytes] | None:
+    def next(self) -> list[bytes] | None:
         buffer = self._buffer
         while True:
-            if len(buffer) >= 8:
-                length, header_length = _LENGTH.unpack_from(buffer)
-                if len(buffer) >= 4 + length:
-                    header = bytes(buffer[8 : 8 + header_length])
-                    body = bytes(buffer[8 + header_length : 4 + length])
-                    del buffer[: 4 + length]
-                    return header, body
+            frame = _take_frame(buffer)
+            if frame is not None:
+                return frame
             try:
                 data = self._sock.recv(1 << 20)
             except ConnectionResetError:

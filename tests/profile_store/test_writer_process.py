@@ -183,6 +183,8 @@ async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tm
     """A write_first unit that arrives while the writer process runs a batch of bulk units
     waits for the unit running then, not for the whole batch: it is done before all but at
     most one of the bulk units that were queued before it."""
+    # Set once the child runs: the setting reaches it with the next batch.
+    await store.write(_pid)
     store.cut_after = 0.0
     started, gate = tmp_path / "started", tmp_path / "gate"
     os.mkfifo(started)
