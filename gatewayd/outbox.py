@@ -5,7 +5,9 @@ MTs wait in the store's outbox (``mt_messages``) until a node claims them with a
 task of its own over an :class:`~gatewayd.binds.SmscLink` and records every part the SMSC
 accepts, then sleeps until :meth:`Outbox.wake` or the next sweep. Replies to subscribers
 (priority 0) are claimed before bulk traffic, and once claimed they also go first for a
-slot of their link and for its rate cap, so bulk MTs claimed earlier never hold them up.
+slot of their link and for its rate cap, so bulk MTs claimed earlier never hold them up;
+bulk MTs never hold the last tenth of a link's slots, so a reply need not even wait for a
+bulk MT's submit_sm_resp to free one.
 
 Bounds: an MT task holds one slot of its link for all its parts, and a link has as many
 slots as its window, so the window is never oversubscribed by the outbox; the node as a
@@ -80,18 +82,27 @@ class _SlotWaiter:
 
 
 class _LinkSlots:
-    """The slots of one link (its window), handed out by priority (lower first), then in turn."""
+    """The slots of one link (its window), handed out by priority (lower first), then in turn.
+
+    Bulk MTs (priority above 0) may hold all but a tenth of them: the rest are kept for
+    replies, so a reply finds a slot free at once instead of waiting for a bulk MT's
+    submit_sm_resp. A window under ten keeps nothing back.
+    """
 
     def __init__(self, total: int) -> None:
         self.total = max(1, total)
+        self.bulk_total = self.total - self.total // 10
         self.used = 0
         self._waiting: list[_SlotWaiter] = []
         self._arrivals = itertools.count()
 
+    def _limit(self, priority: int) -> int:
+        return self.total if priority == 0 else self.bulk_total
+
     @contextlib.asynccontextmanager
     async def hold(self, priority: int) -> AsyncIterator[None]:
         """Hold a slot for the body of the ``async with``, waiting for one if need be."""
-        if self.used < self.total and not self._waiting:
+        if self.used < self._limit(priority) and (not self._waiting or priority < self._waiting[0].priority):
             self.used += 1
         else:
             me = _SlotWaiter(priority, next(self._arrivals))
@@ -111,11 +122,11 @@ class _LinkSlots:
             self._release()
 
     def _release(self) -> None:
-        if self._waiting:
-            # The slot passes straight to the next waiter: nobody can take it meanwhile.
+        self.used -= 1
+        # The slot passes straight to the next waiter that may have it: nobody can take it meanwhile.
+        while self._waiting and self.used < self._limit(self._waiting[0].priority):
+            self.used += 1
             heapq.heappop(self._waiting).granted.set()
-        else:
-            self.used -= 1
 
 
 class _Failure(Exception):

@@ -17,7 +17,7 @@ import trio.testing
 
 from gatewayd.binds import SmscLink
 from gatewayd.ingest import Ingest
-from gatewayd.outbox import Outbox
+from gatewayd.outbox import Outbox, _LinkSlots
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.constants import CommandStatus
 from profile_store.db import Store
@@ -155,6 +155,60 @@ async def test_reply_overtakes_queued_bulk(store: Store, simulator: SmscSimulato
     await wait_counts(store, {"submitted": 101})
     order = [pdu.destination_addr for pdu in simulator.submitted]
     assert order.index("447700900999") < 10
+
+
+async def test_a_reply_finds_a_slot_while_bulk_fills_the_window(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object
+) -> None:
+    """Bulk MTs hold at most nine tenths of a link's window: while every bulk submit waits
+    5 s for its response, a reply is still submitted at once, not after the first of them."""
+    answered: list[tuple[float, str]] = []
+    simulator.on_submit = lambda pdu: answered.append((trio.current_time(), pdu.destination_addr))
+    link = await start_link(simulator, nursery, window=10)
+    simulator.faults.response_delay = 5.0
+    outbox = await start_outbox(store, {"op": link}, nursery)
+    for n in range(30):
+        await outbox.enqueue(mt(n, priority=10))
+    await trio.sleep(1.0)
+    sent = trio.current_time()
+    await outbox.enqueue(mt(999, priority=0, text="Your reply"))
+    await wait_counts(store, {"submitted": 31})
+    reply_at = next(at for at, number in answered if number == "447700900999")
+    assert reply_at - sent < 5.5
+    assert [number for _, number in answered].index("447700900999") == 9
+
+
+async def test_link_slots_keep_a_tenth_for_replies() -> None:
+    """Of ten slots bulk holds nine; a reply takes the tenth at once; a freed slot goes to a
+    waiting bulk MT only while bulk holds fewer than nine."""
+    slots = _LinkSlots(10)
+    held: dict[str, trio.Event] = {}
+    granted: list[str] = []
+
+    async def hold(name: str, priority: int) -> None:
+        done = held[name] = trio.Event()
+        async with slots.hold(priority):
+            granted.append(name)
+            await done.wait()
+
+    async with trio.open_nursery() as nursery:
+        for n in range(10):
+            nursery.start_soon(hold, f"bulk{n}", 10)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (slots.used, len(granted)) == (9, 9)
+        (waiting,) = {f"bulk{n}" for n in range(10)} - set(granted)
+        nursery.start_soon(hold, "reply", 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (slots.used, granted[-1]) == (10, "reply")
+        held["reply"].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert (slots.used, waiting in granted) == (9, False)
+        held[granted[0]].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert (slots.used, granted[-1]) == (9, waiting)
+        for done in held.values():
+            done.set()
+    assert slots.used == 0
 
 
 async def test_only_a_claim_for_replies_may_cut_the_stores_batch_short(
