@@ -205,6 +205,10 @@ class Outbox:
         self._last_claim_full = False
         # MTs enqueued already claimed by this node (take_claimed), waiting for a slot.
         self._handed: collections.deque[ClaimedMt] = collections.deque()
+        # The nursery of the send tasks while running, and the slots the claim in progress
+        # may fill once it returns (take_claimed must leave them free).
+        self._nursery: trio.Nursery | None = None
+        self._claim_room = 0
         self._stopping = False
         self._stopped = trio.Event()
         self._running = False
@@ -253,8 +257,20 @@ class Outbox:
     def take_claimed(self, mts: Sequence[ClaimedMt]) -> None:
         """Send MTs enqueued already claimed by this node, as soon as slots allow: a reply
         decided in the store's last commit skips the claim that would otherwise follow."""
-        self._handed.extend(mts)
+        nursery = self._nursery
+        for mt in mts:
+            if nursery is not None and not self._stopping and not self._handed and self._free_now() > 0:
+                # Started here rather than by the claim loop: waking it first costs a turn of
+                # the event loop, which a busy node makes longer than the send itself.
+                if mt.id not in self._in_flight:
+                    self._start(nursery, mt)
+            else:
+                self._handed.append(mt)
         self._wakeup.set()
+
+    def _free_now(self) -> int:
+        """Slots free for MTs that are not part of the claim in progress."""
+        return int(self._slots.available_tokens) - self._claim_room
 
     def wake_for_replies(self) -> None:
         """Like :meth:`wake`, after replies a subscriber waits for were queued: the claim
@@ -281,8 +297,12 @@ class Outbox:
             if resumed:
                 log.info("mt_claims_resumed", node=self.node, count=resumed)
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 task_status.started()
-                await self._claim_loop(nursery)
+                try:
+                    await self._claim_loop(nursery)
+                finally:
+                    self._nursery = None
             # Every send task is done: whatever this node still holds goes back to the queue.
             released = await self.store.write(functools.partial(release_claims, node=self.node, now=self._clock()))
             if released:
@@ -314,6 +334,7 @@ class Outbox:
             if asked:
                 self._look = False
                 self._claiming = True
+                self._claim_room = free
                 # Claims always go ahead of bulk writes; only one for replies cuts a batch short.
                 write = self.store.write_first if self._replies_due else self.store.write_ahead
                 self._replies_due = False
@@ -327,6 +348,7 @@ class Outbox:
                     log.warning("mt_claim_failed", error=str(exc))
                 finally:
                     self._claiming = False
+                    self._claim_room = 0
             if self._stopping:
                 # stop() came while claiming: leave these to release_claims rather than start them.
                 break

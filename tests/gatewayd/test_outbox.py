@@ -260,12 +260,44 @@ async def test_a_reply_handed_over_claimed_is_sent_without_a_claim(
     before = len(claims)
     claimed = await store.write(functools.partial(enqueue_claimed, request=mt(1, priority=0), now=clock(), concat_ref=1, node=node, lease=lease))
     outbox.take_claimed([claimed])
+    assert outbox.in_flight == 1  # started by the call itself, not at the claim loop's next turn
     await wait_counts(store, {"submitted": 1})
     assert len(claims) == before and simulator.stats["submits_accepted"] == 1
     outbox.wake()
     await outbox.stop()
     assert await store.read(outbox_counts) == {"submitted": 1}
     assert simulator.stats["submits_accepted"] == 1
+
+
+async def test_a_reply_handed_over_during_a_claim_leaves_the_claims_slots_free(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot and a claim in progress, a reply handed over waits for the slot instead
+    of taking the one the claim's MT will need; both are then sent."""
+    gate, claiming = trio.Event(), trio.Event()
+
+    def gated(write: Any) -> Any:
+        async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(fn, "func", fn) is claim_due and not gate.is_set():
+                claiming.set()
+                await gate.wait()
+            return await write(fn, *args, **kwargs)
+
+        return run
+
+    for lane in ("write_first", "write_ahead"):
+        monkeypatch.setattr(store, lane, gated(getattr(store, lane)))
+    link = await start_link(simulator, nursery)
+    outbox = await start_outbox(store, {"op": link}, nursery, batch=1, sweep_interval=3600.0)
+    await outbox.enqueue(mt(1))
+    await claiming.wait()
+    node, lease = outbox.claim_for_hand_off() or ("", 0.0)
+    reply = await store.write(functools.partial(enqueue_claimed, request=mt(2, priority=0), now=clock(), concat_ref=1, node=node, lease=lease))
+    outbox.take_claimed([reply])
+    assert outbox.in_flight == 0
+    gate.set()
+    await wait_counts(store, {"submitted": 2})
+    assert simulator.stats["submits_accepted"] == 2
 
 
 async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
