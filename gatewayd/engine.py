@@ -52,7 +52,6 @@ from modules.api import (
     Reply,
     SetState,
     Subscribe,
-    SubscriberView,
     Unsubscribe,
     render,
 )

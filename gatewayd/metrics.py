@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Callable, Mapping
+from typing import Callable
 
 import attrs
 import h11

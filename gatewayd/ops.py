@@ -244,7 +244,7 @@ class Operations:
                     }
                 )
         up, total = self.binds()
-        outbox, dispatcher = gateway.outbox, gateway.dispatcher
+        outbox = gateway.outbox
         snap = self.snapshot()
         return {
             "version": __version__,
