@@ -46,7 +46,7 @@ from gatewayd.logging import configure_logging  # noqa: E402
 from gatewayd.simulator.smsc import SmscSimulator  # noqa: E402
 from gatewayd.smpp.pdus import Pdu  # noqa: E402
 from gatewayd.smpp.session import SessionConfig  # noqa: E402
-from stats import percentile_ms  # noqa: E402
+from stats import own_cpu_seconds, percentile_ms, tree_cpu_seconds  # noqa: E402
 
 SHORT_CODE = "4160"
 #: A phase fails when no reply (or receipt) arrived for this many seconds.
@@ -91,37 +91,6 @@ short_codes = ["{short_code}"]
 window = 100
 max_mt_per_second = 1000000
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by a process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes ``pid`` started (the store writer), from /proc."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            children += [int(n) for n in task.read_text().split()]
-        except OSError:
-            pass
-    return children
-
-
-def tree_cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds of ``pid`` itself and of the processes it started, so far."""
-    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
-
-
-def own_cpu_seconds() -> float:
-    """User + system CPU seconds used so far by this process."""
-    times = os.times()
-    return times.user + times.system
 
 
 def number(i: int) -> str:

@@ -53,6 +53,7 @@ import contextlib
 import cProfile
 import functools
 import io
+import os
 import pstats
 import subprocess
 import sys
@@ -79,7 +80,7 @@ from profile_store.db import Store, make_engine, normalise_url  # noqa: E402
 from profile_store.mt import outbox_counts  # noqa: E402
 from profile_store.schema import campaigns, consent_events, dlr_events, metadata, mt_messages, mt_parts, sends  # noqa: E402
 from profile_store.segments import Segment, SendTarget, materialise_send  # noqa: E402
-from stats import percentile_ms  # noqa: E402
+from stats import cpu_seconds, own_cpu_seconds, percentile_ms  # noqa: E402
 
 CAMPAIGN = "bench-alerts"
 OWNER = "Bench"
@@ -331,8 +332,8 @@ def seed_outbox(config: GatewayConfig, count: int, now: float) -> tuple[int, flo
 
 
 @contextlib.contextmanager
-def simulator_process(directory: Path, receipt_delay: float) -> Iterator[int]:
-    """The SMSC simulator in a process of its own (this script with ``--serve-simulator``); yields its port."""
+def simulator_process(directory: Path, receipt_delay: float) -> Iterator[tuple[int, int]]:
+    """The SMSC simulator in a process of its own (this script with ``--serve-simulator``); yields its port and pid."""
     port_file = directory / "smsc-sim.port"
     command = [sys.executable, __file__, "--serve-simulator", str(port_file), "--receipt-delay", str(receipt_delay)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -342,7 +343,7 @@ def simulator_process(directory: Path, receipt_delay: float) -> Iterator[int]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the simulator did not start")
             time.sleep(0.05)
-        yield int(port_file.read_text())
+        yield int(port_file.read_text()), proc.pid
     finally:
         proc.terminate()
         try:
@@ -457,11 +458,12 @@ async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
         now = time.time()
         with contextlib.ExitStack() as stack:
             async with trio.open_nursery() as nursery:
+                simulator_pid = None
                 if args.in_process_simulator:
                     simulator = SmscSimulator(system_id="bench", password="bench", receipt_delay=args.receipt_delay)
                     port = await nursery.start(simulator.serve, "127.0.0.1", 0)
                 else:
-                    port = stack.enter_context(simulator_process(directory, args.receipt_delay))
+                    port, simulator_pid = stack.enter_context(simulator_process(directory, args.receipt_delay))
                 config = write_config(directory, url, port, args)
                 started = time.perf_counter()
                 send_id, materialised = await trio.to_thread.run_sync(seed_outbox, config, args.mts, now)
@@ -469,7 +471,9 @@ async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
                     f"{label}: loaded and queued {args.mts:,} MTs in {time.perf_counter() - started:.1f} s "
                     f"(materialised in {materialised:.2f} s)"
                 )
+                cpu_before = _cpu(simulator_pid)
                 writer, report = await send_all(config, args.mts, args)
+                cpu = [after - before for after, before in zip(_cpu(simulator_pid), cpu_before)]
                 nursery.cancel_scope.cancel()
         engine = make_engine(url)
         with engine.connect() as conn:
@@ -494,8 +498,22 @@ async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
         f"{label}: store writer {writer.commits:,} commits, {writer.units:,} units ({writer.units / len(submitted):.1f} per MT), "
         f"busy {writer.seconds:.1f} s of {elapsed:.1f} s; receipts unmatched: {unmatched}"
     )
+    where = "this process (the daemon and the simulator)" if simulator_pid is None else "this process (the daemon)"
+    print(
+        f"{label}: CPU per MT sent: {where} {cpu[0] / len(submitted) * 1e6:,.0f} µs, "
+        f"store writer process {cpu[1] / len(submitted) * 1e6:,.0f} µs"
+        + ("" if simulator_pid is None else f", simulator process {cpu[2] / len(submitted) * 1e6:,.0f} µs")
+        + f" ({sum(cpu):.1f} CPU seconds in {elapsed:.1f} s)"
+    )
     if report:
         print(report)
+
+
+def _cpu(simulator_pid: int | None) -> tuple[float, float, float]:
+    """CPU seconds so far of this process, of its children that exited (the store writer,
+    once the daemon stopped), and of the simulator's process."""
+    times = os.times()
+    return own_cpu_seconds(), times.children_user + times.children_system, 0.0 if simulator_pid is None else cpu_seconds(simulator_pid)
 
 
 def submit(args: argparse.Namespace) -> None:
