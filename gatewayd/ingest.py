@@ -28,7 +28,7 @@ from gatewayd.transport import SmppConnection
 from profile_store.db import Store, StoreUnavailable
 from profile_store.dlr import record_receipt
 from profile_store.mo import MoPartIn, sar_tlvs, store_mo_part
-from profile_store.subscribers import InvalidNumber, normalise_msisdn
+from profile_store.subscribers import InvalidNumber, RawNumber, normalise_msisdn
 from profile_store.values import StoredMo
 
 __all__ = ["InboundMessage", "Ingest", "Accept", "acknowledge_only", "StoreAccept"]
@@ -187,10 +187,8 @@ class StoreAccept:
         receipt = message.receipt
         message_id = normalise_message_id(receipt.message_id or "", self._format(message.smsc), from_receipt=True)
         pdu = message.pdu
-        try:
-            recipient: str | None = normalise_msisdn(message.source_addr, ton=getattr(pdu, "source_addr_ton", 1), default_region=self.settings.default_region)
-        except InvalidNumber:
-            recipient = None
+        # Normalised by the writer, and only for a receipt its id does not match.
+        recipient = RawNumber(message.source_addr, getattr(pdu, "source_addr_ton", 1), self.settings.default_region)
         recorded = await self.store.write_ahead(record_receipt, message.smsc, receipt, message_id, self._clock(), recipient=recipient)
         if not recorded.matched:
             log.info("receipt_held", smsc=message.smsc, message_id=message_id, stat=receipt.stat)

@@ -29,6 +29,7 @@ from gatewayd.smpp.receipts import DeliveryReceipt, final_status
 from profile_store.locks import lock_key
 from profile_store.prepared import Prepared
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
+from profile_store.subscribers import RawNumber
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
 __all__ = [
@@ -200,7 +201,7 @@ def record_receipt(
     message_id: str,
     now: float,
     *,
-    recipient: str | None = None,
+    recipient: str | RawNumber | None = None,
     content_window: float = 86_400.0,
 ) -> ReceiptRecorded:
     """Store a receipt and apply it to its MT part when that part is known.
@@ -212,8 +213,10 @@ def record_receipt(
         message_id: the receipt's id normalised with
             :func:`gatewayd.smpp.receipts.normalise_message_id` (``from_receipt=True``).
         now: epoch seconds (``received_at``, and the part's ``done_at`` when final).
-        recipient: the receipt's source address in E.164 (the handset); enables matching by
-            content when the id is unknown.
+        recipient: the receipt's source address (the handset), in E.164 or as received
+            (normalised only when the id matches no part); enables matching by content when
+            the id is unknown. Only a receipt left unmatched keeps it: a matched one is
+            found through its part's MT.
         content_window: how far back, in seconds, a submission may be matched by content.
 
     Returns:
@@ -224,6 +227,8 @@ def record_receipt(
     effect = _effect(receipt, now)
     part = _APPLY_BY_MESSAGE_ID.first(conn, {"b_smsc": smsc, "b_message_id": message_id, **effect})
     by_content = False
+    if part is None and isinstance(recipient, RawNumber):
+        recipient = recipient.e164()
     if part is None and recipient and receipt.text:
         found = _match_by_content(conn, smsc, recipient, receipt.text, now - content_window)
         if found is not None:
@@ -240,7 +245,7 @@ def record_receipt(
         "message_state": receipt.message_state,
         "received_at": now,
         "matched": part is not None,
-        "recipient": recipient,
+        "recipient": None if part is not None else recipient,
         "text": None if receipt.text is None else receipt.text[:32],
     }
     event["id"] = _INSERT_EVENT.insert_id(conn, event)

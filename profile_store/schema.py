@@ -268,7 +268,8 @@ dlr_events = Table(
     Column("received_at", Float, nullable=False),
     Column("matched", Boolean, nullable=False),
     # The handset (E.164) and the receipt's "text:" quote: they identify the MT when the id
-    # does not (a submission whose submit_sm_resp was lost with a crashed process).
+    # does not (a submission whose submit_sm_resp was lost with a crashed process). The
+    # number is kept only on a receipt that matched nothing when it arrived.
     Column("recipient", String(20), nullable=True),
     Column("text", String(32), nullable=True),
     Index(None, "smsc", "smsc_message_id"),

@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import re
 
+import attrs
 import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from profile_store.schema import subscribers
 
-__all__ = ["InvalidNumber", "normalise_msisdn", "get_or_create_subscriber", "upsert_statement"]
+__all__ = ["InvalidNumber", "RawNumber", "normalise_msisdn", "get_or_create_subscriber", "upsert_statement"]
 
 #: SMPP type_of_number values (SMPP 3.4 section 5.2.5).
 TON_INTERNATIONAL = 1
@@ -57,6 +58,23 @@ def normalise_msisdn(addr: str, *, ton: int = TON_INTERNATIONAL, default_region:
             or separators), or longer than 15 digits. Alphanumeric senders are not subscribers.
     """
     return _normalised(addr, ton, default_region)
+
+
+@attrs.frozen
+class RawNumber:
+    """An address as received, normalised only when someone needs its E.164 form: most
+    receipts are matched by message id and never need their handset's number."""
+
+    addr: str
+    ton: int = TON_INTERNATIONAL
+    default_region: str | None = None
+
+    def e164(self) -> str | None:
+        """The normalised number, or None when the address is not a phone number."""
+        try:
+            return normalise_msisdn(self.addr, ton=self.ton, default_region=self.default_region)
+        except InvalidNumber:
+            return None
 
 
 # Parsing with phonenumbers costs as much as the statements that store an MO, and the same

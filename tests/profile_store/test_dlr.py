@@ -17,6 +17,7 @@ from profile_store import schema
 from profile_store.db import Store, make_engine
 from profile_store.dlr import apply_held_receipts, record_receipt, refresh_mt_status, unmatched_receipts
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
+from profile_store.subscribers import RawNumber
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
 
 T0 = 1_700_000_000.0
@@ -246,6 +247,29 @@ def test_receipt_for_an_unrecorded_submission_matches_by_content(engine: sa.Engi
     recorded = run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 5, recipient="+447700900123")
     assert recorded.matched and recorded.by_content and recorded.mt_part_id == parts[0]
     assert recorded.mt_status == "delivered"
+
+
+def test_a_handset_number_as_received_is_normalised_only_to_match_by_content(engine: sa.Engine) -> None:
+    """The ingest hands over the receipt's source as received: a receipt its id matches keeps
+    no number; one its id does not match is matched by content on the normalised number, and
+    one left unmatched keeps that number for a later match."""
+    _, (known,) = run(engine, make_mt, ["known-id"])
+    _, (lost,) = run(engine, make_mt, ["resubmitted-id"])
+    _mark_uncertain(engine, lost)
+    national = RawNumber("07700900123", ton=2, default_region="GB")
+    by_id = run(engine, record_receipt, SMSC, receipt("known-id"), "known-id", T0 + 1, recipient=national)
+    by_content = run(engine, record_receipt, SMSC, receipt("lost-id"), "lost-id", T0 + 2, recipient=national)
+    held = run(engine, record_receipt, SMSC, receipt("early-id"), "early-id", T0 + 3, recipient=RawNumber("306900000000"))
+    alphanumeric = run(engine, record_receipt, SMSC, receipt("odd-id"), "odd-id", T0 + 4, recipient=RawNumber("Operator"))
+    assert (by_id.mt_part_id, by_id.by_content) == (known, False)
+    assert (by_content.mt_part_id, by_content.by_content) == (lost, True)
+    assert not held.matched and not alphanumeric.matched
+    assert read(engine, dlr_events, "smsc_message_id", "matched", "recipient") == [
+        ("known-id", True, None),
+        ("lost-id", True, None),
+        ("early-id", False, "+306900000000"),
+        ("odd-id", False, None),
+    ]
 
 
 def _mark_uncertain(engine: sa.Engine, part_id: int) -> None:
