@@ -86,8 +86,29 @@ def _field_name(key: str) -> str | None:
     return _FIELD_NAMES.get(_SEPARATORS.sub("", key.lower()))
 
 
+# The format of appendix B exactly as most SMSCs write it: read in one match, where the
+# general scan below costs two searches and a key lookup per field. Values hold no white
+# space, so no key can hide in one, and the scan would find the same fields.
+_CANONICAL = re.compile(
+    r"id:(\S*) sub:(\S*) dlvrd:(\S*) submit date:(\S*) done date:(\S*) stat:(\S*) err:(\S*)(?:\s+[Tt]ext:(.*))?\s*\Z",
+    re.DOTALL,
+)
+_CANONICAL_NAMES = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err")
+
+
 def _fields(text: str) -> dict[str, str]:
     """The known fields of a receipt text, first occurrence wins; ``text`` runs to the end."""
+    match = _CANONICAL.match(text)
+    if match is None:
+        return _scan_fields(text)
+    found = dict(zip(_CANONICAL_NAMES, match.groups()))
+    if match.group(8) is not None:
+        found["text"] = match.group(8).strip()
+    return found
+
+
+def _scan_fields(text: str) -> dict[str, str]:
+    """:func:`_fields` for any layout: key by key, vendor variants and unknown keys included."""
     found: dict[str, str] = {}
     match = _KEY_AT_START.match(text) or _KEY_AFTER_SPACE.search(text)
     while match is not None:

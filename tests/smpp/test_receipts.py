@@ -159,6 +159,27 @@ def test_simulator_receipt_fields_match_the_reference_parser(message_id: str, st
     assert _fields(raw) == reference_fields(raw)
 
 
+# Values for the layout of appendix B: key-like words, colons and white space included, so
+# both the one-match path and the fallback to the general scan are taken.
+_VALUES = st.text(st.sampled_from("aZ09:_- \t\n\xa0\u3000x"), max_size=6) | _WORDS | st.sampled_from(["sub:1", "text:", " stat:X"])
+
+
+@given(
+    values=st.lists(_VALUES, min_size=7, max_size=7),
+    text=st.none() | st.text(max_size=20) | _RECEIPT_TEXT,
+    text_key=st.sampled_from([" text:", " Text:", "  text:", "\ttext:", " TEXT:", " text :"]),
+    tail=st.sampled_from(["", " ", "\n", " x:1"]),
+)
+def test_appendix_b_layout_reads_as_the_reference_does(values: list[str], text: str | None, text_key: str, tail: str) -> None:
+    """Receipts laid out as appendix B, the layout read in one match, with values, spacing and
+    keys that break it: every one reads as the reference parser reads it."""
+    keys = ["id:", " sub:", " dlvrd:", " submit date:", " done date:", " stat:", " err:"]
+    raw = "".join(key + value for key, value in zip(keys, values))
+    raw += "" if text is None else text_key + text
+    raw += tail
+    assert _fields(raw) == reference_fields(raw)
+
+
 @given(
     text=st.text() | st.binary(),
     tlvs=st.lists(st.tuples(st.sampled_from([*Tag, 0x1400]), st.binary(max_size=8)), max_size=4),
