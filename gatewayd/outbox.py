@@ -11,8 +11,10 @@ bulk MT's submit_sm_resp to free one.
 
 Bounds: an MT task holds one slot of its link for all its parts, and a link has as many
 slots as its window, so the window is never oversubscribed by the outbox; the node as a
-whole holds at most ``max_in_flight`` claimed MTs, and claims only as many as it has free
-slots, so a claimed MT starts at once instead of waiting out its lease.
+whole submits at most ``max_in_flight`` claimed MTs at once, and claims only as many as it
+has free slots, so a claimed MT starts at once instead of waiting out its lease. Both slots
+come free when the SMSC has answered an MT's last part, before that answer is stored: the
+window and the bound serve the next MTs while the store writer catches up.
 
 Outcomes: ESME_ROK stores the normalised message id; a temporary status, a response
 timeout or a lost connection requeue the MT with a backoff (parts already accepted are
@@ -382,18 +384,26 @@ class Outbox:
     # -- sending -------------------------------------------------------------------------------
 
     async def _send_task(self, mt: ClaimedMt) -> None:
+        holding = True
+
+        def release_slot() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                self._slots.release_on_behalf_of(mt.id)
+                # A slot came free: for an MT handed over, or to claim again if the last
+                # claim was cut short by the bound.
+                if self._last_claim_full:
+                    self._look = True
+                self._wakeup.set()
+
         try:
-            await self._send(mt)
+            await self._send(mt, release_slot)
         finally:
             self._in_flight.discard(mt.id)
             if self._claiming:
                 self._ended_while_claiming.add(mt.id)
-            self._slots.release_on_behalf_of(mt.id)
-            # A slot came free: for an MT handed over, or to claim again if the last claim
-            # was cut short by the bound.
-            if self._last_claim_full:
-                self._look = True
-            self._wakeup.set()
+            release_slot()
 
     def _pick_link(self, mt: ClaimedMt) -> SmscLink | None:
         if mt.smsc is not None:
@@ -410,13 +420,17 @@ class Outbox:
             slots = self._link_slots[link] = _LinkSlots(link.cfg.window)
         return slots
 
-    async def _send(self, mt: ClaimedMt) -> None:
+    async def _send(self, mt: ClaimedMt, release_slot: Callable[[], None]) -> None:
         link = self._pick_link(mt)
         try:
             if link is None:
                 raise _Failure(NO_BIND, temporary=True, count_attempt=False)
             async with self._link_limiter(link).hold(mt.priority):
-                progress = await self._send_parts(mt, link)
+                last = await self._send_parts(mt, link)
+            # The SMSC has answered the last part: its window slot, and this node's slot, serve
+            # other MTs while the answer is stored (the MT stays in flight until then).
+            release_slot()
+            progress = await self._record_last(mt, link, last)
         except _Failure as failure:
             await self._record_failure(mt, failure, link)
         except StoreError as exc:
@@ -441,23 +455,29 @@ class Outbox:
                     status=progress.status,
                 )
 
-    async def _send_parts(self, mt: ClaimedMt, link: SmscLink) -> MtProgress | None:
-        """Submit every pending part in order; the progress after the last one."""
+    async def _send_parts(self, mt: ClaimedMt, link: SmscLink) -> tuple[int, str] | None:
+        """Submit every pending part in order, storing each accepted one before the next goes
+        out but the last; the last one's index and message id (None: nothing was pending)."""
         try:
             parts = split_text(mt.text, reference=mt.concat_ref, method=ConcatMethod.UDH8, data_coding=mt.data_coding)
         except ValueError as exc:  # UnencodableError included: the stored text cannot be sent
             raise _Failure(f"cannot encode: {exc}", temporary=False) from None
-        pending = set(mt.pending_parts)
-        progress: MtProgress | None = None
-        for part in parts:
-            if part.index not in pending:
-                continue
+        wanted = set(mt.pending_parts)
+        pending = [part for part in parts if part.index in wanted]
+        for number, part in enumerate(pending, 1):
             message_id = await self._submit_part(mt, link, part)
-            progress = await self._record_accepted(mt, part.index, link.cfg.name, message_id)
-        if progress is None:
+            if number == len(pending):
+                return part.index, message_id
+            await self._record_accepted(mt, part.index, link.cfg.name, message_id)
+        return None
+
+    async def _record_last(self, mt: ClaimedMt, link: SmscLink, last: tuple[int, str] | None) -> MtProgress:
+        """Store the last part's acceptance; the MT's progress."""
+        if last is None:
             # Nothing was pending (every part was accepted before a crash): settle the MT.
-            progress = await self.store.write(functools.partial(settle_mt, mt_id=mt.id, now=self._clock()))
-        return progress
+            return await self.store.write(functools.partial(settle_mt, mt_id=mt.id, now=self._clock()))
+        index, message_id = last
+        return await self._record_accepted(mt, index, link.cfg.name, message_id)
 
     async def _record_accepted(self, mt: ClaimedMt, index: int, smsc: str, message_id: str) -> MtProgress:
         """Store that the SMSC accepted a part, trying hard: failing here means sending it twice."""

@@ -21,7 +21,7 @@ from gatewayd.outbox import Outbox, _LinkSlots
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.constants import CommandStatus
 from profile_store.db import Store
-from profile_store.mt import MtRequest, claim_due, enqueue_claimed, enqueue_mt, get_mt, get_parts, outbox_counts
+from profile_store.mt import MtRequest, claim_due, enqueue_claimed, enqueue_mt, get_mt, get_parts, outbox_counts, part_accepted
 from tests.gatewayd.conftest import memory_connector, smsc_config
 
 T0 = 1_700_000_000.0
@@ -298,6 +298,36 @@ async def test_a_reply_handed_over_during_a_claim_leaves_the_claims_slots_free(
     gate.set()
     await wait_counts(store, {"submitted": 2})
     assert simulator.stats["submits_accepted"] == 2
+
+
+async def test_the_next_mt_goes_out_while_the_last_answer_is_stored(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a window of one and one MT at a time, the second MT is submitted as soon as the
+    SMSC answered the first, while the first's acceptance still waits for the store; both
+    then end submitted, each with its own message id."""
+    gate, storing = trio.Event(), trio.Event()
+    write = store.write
+
+    async def held(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn is part_accepted and kwargs["mt_id"] == first.id and not gate.is_set():
+            storing.set()
+            await gate.wait()
+        return await write(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write", held)
+    link = await start_link(simulator, nursery, window=1)
+    outbox = await start_outbox(store, {"op": link}, nursery, batch=1)
+    first = await outbox.enqueue(mt(1, priority=10))
+    await outbox.enqueue(mt(2, priority=10))
+    await storing.wait()
+    with trio.fail_after(60):
+        while simulator.stats["submits_accepted"] < 2:
+            await trio.sleep(0.5)
+    assert outbox.in_flight == 1 and (await store.read(get_mt, first.id)).status == "sending"  # type: ignore[union-attr]
+    gate.set()
+    await wait_counts(store, {"submitted": 2})
+    assert outbox.in_flight == 0
 
 
 async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
