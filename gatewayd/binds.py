@@ -9,7 +9,10 @@ never in a tight loop. Whatever goes wrong inside one bind stays in its nursery.
 MTs go out through :meth:`SmscLink.submit`, which picks a bound transmitter, honours the
 per-SMSC rate cap and backs off when the SMSC answers ESME_RTHROTTLED or ESME_RMSGQFUL.
 Requests waiting for the rate cap go in priority order: a reply submitted while bulk MTs
-wait takes the next token.
+wait takes the next token. Whenever one goes, every waiter the bucket has a token for goes
+with it, in the same turn of the event loop; and bulk waiters wake a few milliseconds after
+their token is due, so that bulk MTs leave in small bursts (one write to the socket, one
+read of the answers, one store batch) rather than each in a turn of its own.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ Connector = Callable[[str, int], Awaitable[trio.abc.Stream]]
 
 _THROTTLING = (CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL)
 
+#: Seconds a bulk request waiting for the rate cap sleeps past the time its token is due, so
+#: that the tokens of several bulk requests come due together (never more than the bucket
+#: holds: see SmscLink._bulk_tick).
+BULK_TICK = 0.005
+
 
 class NoBind(GatewayError):
     """No bind of this SMSC can carry the request now (none is bound, or all are draining)."""
@@ -58,6 +66,8 @@ class _Waiter:
     seq: int
     #: Set when the waiter should look again: it became first in line, or the line changed.
     nudged: trio.Event = attrs.Factory(trio.Event)
+    #: A token was taken for it by the waiter that went before it: it may go.
+    released: bool = False
 
     def __lt__(self, other: _Waiter) -> bool:
         return (self.priority, self.seq) < (other.priority, other.seq)
@@ -126,7 +136,11 @@ class SmscLink:
         #: Connections currently bound, by mode.
         self.bound: dict[BindMode, SmppConnection] = {}
         self._bound_changed = trio.Event()
-        self._bucket = TokenBucket(cfg.max_mt_per_second, burst=max(1.0, min(cfg.max_mt_per_second, float(cfg.window))), now=trio.current_time())
+        burst = max(1.0, min(cfg.max_mt_per_second, float(cfg.window)))
+        self._bucket = TokenBucket(cfg.max_mt_per_second, burst=burst, now=trio.current_time())
+        # The bucket fills by rate * tick while a bulk waiter oversleeps: that must fit in it,
+        # or the oversleeping would cost throughput.
+        self._bulk_tick = min(BULK_TICK, (burst - 1.0) / cfg.max_mt_per_second)
         self._penalty = Penalty()
         # Requests waiting for the rate cap (a heap), and the send time the bucket gave the
         # first of them; the others hold no place in the bucket until they are first.
@@ -281,6 +295,7 @@ class SmscLink:
         Only the first waiter in line takes a token from the bucket (borrowing it if need
         be) and sleeps until its time; a more urgent request arriving meanwhile becomes first
         and inherits that time, so it never queues behind tokens handed out to bulk traffic.
+        When the first one goes, it takes tokens for those behind it while the bucket has them.
         """
         me = _Waiter(priority, next(self._arrivals))
         heapq.heappush(self._waiting, me)
@@ -288,6 +303,8 @@ class SmscLink:
         try:
             while True:
                 me.nudged = trio.Event()
+                if me.released:
+                    return
                 if self._waiting[0] is not me:
                     await me.nudged.wait()
                     continue
@@ -298,9 +315,9 @@ class SmscLink:
                 if ready <= now:
                     self._slot = None
                     heapq.heappop(self._waiting)
-                    self._nudge_first()
+                    self._release_ready(now)
                     return
-                with trio.move_on_at(ready):
+                with trio.move_on_at(ready if priority == 0 else ready + self._bulk_tick):
                     await me.nudged.wait()
         except BaseException:
             if me in self._waiting:
@@ -308,6 +325,19 @@ class SmscLink:
                 heapq.heapify(self._waiting)
                 self._nudge_first()
             raise
+
+    def _release_ready(self, now: float) -> None:
+        """Let the waiters go that the bucket has a token for now, in order; the next one in
+        line keeps the token it borrowed, and is nudged to sleep until it is due."""
+        while self._waiting and self._penalty.until <= now:
+            delay = self._bucket.reserve(now)
+            if delay > 0:
+                self._slot = now + delay
+                break
+            waiter = heapq.heappop(self._waiting)
+            waiter.released = True
+            waiter.nudged.set()
+        self._nudge_first()
 
     def _nudge_first(self) -> None:
         if self._waiting:

@@ -145,6 +145,44 @@ async def test_a_reply_waiting_for_the_rate_cap_goes_before_bulk_queued_earlier(
     assert done["reply"] - reply_asked <= 0.2
 
 
+async def test_bulk_waiting_for_the_rate_cap_leaves_in_bursts_within_the_cap(
+    nursery: trio.Nursery, simulator: SmscSimulator, autojump_clock: object
+) -> None:
+    """At 1,000 MT/s with a burst of 100, 600 bulk MTs leave in groups a few milliseconds
+    apart (not one per token), never faster than the bucket allows, and in the time the cap
+    takes; a reply asked for meanwhile does not wait for the next group."""
+    link = _link(simulator, nursery, max_mt_per_second=1000.0, window=100)
+    await nursery.start(link.run)
+    await link.wait_bound()
+    times: list[float] = []
+    simulator.on_submit = lambda pdu: times.append(trio.current_time())
+    reply_took: list[float] = []
+
+    async def reply() -> None:
+        await trio.sleep(0.2013)
+        asked = trio.current_time()
+        await link.submit(_mt(b"reply"), priority=0)
+        reply_took.append(trio.current_time() - asked)
+
+    started = trio.current_time()
+    async with trio.open_nursery() as senders:
+        for _ in range(600):
+            senders.start_soon(functools.partial(link.submit, _mt(), priority=10))
+        senders.start_soon(reply)
+    assert len(times) == 601
+    # The cap: no more than the burst plus the rate over any stretch of time.
+    for i, at in enumerate(times):
+        within = sum(1 for later in times[i:] if later - at <= 0.05)
+        assert within <= 100 + 1000 * 0.05 + 1, (at - started, within)
+    # The throughput: 500 tokens after the burst take 0.5 s; oversleeping lost none of it.
+    assert times[-1] - started <= 0.5 + 0.02
+    # Bursts: after the first 100, the MTs left at about one instant per 5 ms, not per token.
+    instants = {round(at, 6) for at in times[100:]}
+    assert len(instants) <= 500 / 4
+    # The reply went at its token's time, not the bulk MTs' next group.
+    assert reply_took and reply_took[0] <= 0.0015
+
+
 async def test_window_bounds_outstanding_submits(nursery: trio.Nursery, simulator: SmscSimulator, autojump_clock: object) -> None:
     """No more than `window` submits are ever outstanding, however many callers submit at once."""
     link = _link(simulator, nursery, window=3, max_mt_per_second=1000.0)
