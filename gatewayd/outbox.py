@@ -14,7 +14,10 @@ slots as its window, so the window is never oversubscribed by the outbox; the no
 whole submits at most ``max_in_flight`` claimed MTs at once, and claims only as many as it
 has free slots, so a claimed MT starts at once instead of waiting out its lease. Both slots
 come free when the SMSC has answered an MT's last part, before that answer is stored: the
-window and the bound serve the next MTs while the store writer catches up.
+window and the bound serve the next MTs while the store writer catches up. While a long
+queue drains, the next claim waits until a quarter of the bound is free (the MTs still in
+hand keep the links busy meanwhile): a claim per freed slot would cost the store a
+transaction per MT.
 
 Outcomes: ESME_ROK stores the normalised message id; a temporary status, a response
 timeout or a lost connection requeue the MT with a backoff (parts already accepted are
@@ -196,15 +199,19 @@ class Outbox:
         self._refs = refs if refs is not None else ConcatReferences(8)
         self._clock = clock
         self._slots = trio.CapacityLimiter(max(1, max_in_flight if max_in_flight is not None else batch))
+        # Free slots a claim that only refills (after a full one) waits for.
+        self._refill_min = max(1, min(self.batch, int(self._slots.total_tokens)) // 4)
         # Slots per link object: a reload replaces the link and so gets fresh ones sized to
         # the new window; the old ones go with the old link.
         self._link_slots: weakref.WeakKeyDictionary[SmscLink, _LinkSlots] = weakref.WeakKeyDictionary()
         self._turn = itertools.count()
         self._wakeup = trio.Event()
         self._replies_due = False
-        # Whether the store may hold due MTs: set by wake(), the sweep, and a full claim.
+        # Whether the store may hold due MTs: set by wake() and the sweep.
         self._look = True
-        self._last_claim_full = False
+        # Whether more MTs were due at the last claim (it was full): claim again once
+        # _refill_min slots are free.
+        self._refill = False
         # MTs enqueued already claimed by this node (take_claimed), waiting for a slot.
         self._handed: collections.deque[ClaimedMt] = collections.deque()
         # The nursery of the send tasks while running, and the slots the claim in progress
@@ -332,9 +339,9 @@ class Outbox:
                     self._start(nursery, mt)
                     free -= 1
             claimed: list[ClaimedMt] = []
-            asked = free > 0 and self._look
+            asked = free > 0 and (self._look or (self._refill and free >= self._refill_min))
             if asked:
-                self._look = False
+                self._look = self._refill = False
                 self._claiming = True
                 self._claim_room = free
                 # Claims always go ahead of bulk writes; only one for replies cuts a batch short.
@@ -364,13 +371,11 @@ class Outbox:
                     continue
                 # Cannot block: at most `free` MTs were claimed and only this loop takes slots.
                 self._start(nursery, mt)
-            if asked:
-                self._last_claim_full = len(claimed) == free
-                if self._last_claim_full:
-                    # A full batch: more may be due already.
-                    self._look = True
-                    await trio.lowlevel.checkpoint()
-                    continue
+            if asked and len(claimed) == free:
+                # A full batch: more may be due already.
+                self._refill = True
+                await trio.lowlevel.checkpoint()
+                continue
             with trio.move_on_after(self.sweep_interval) as sweep:
                 await self._wakeup.wait()
             if sweep.cancelled_caught:
@@ -391,11 +396,10 @@ class Outbox:
             if holding:
                 holding = False
                 self._slots.release_on_behalf_of(mt.id)
-                # A slot came free: for an MT handed over, or to claim again if the last
-                # claim was cut short by the bound.
-                if self._last_claim_full:
-                    self._look = True
-                self._wakeup.set()
+                # A slot came free: for an MT handed over, for a look asked for, or to claim
+                # again once enough are free if the last claim was cut short by the bound.
+                if self._handed or self._look or (self._refill and self._slots.available_tokens >= self._refill_min):
+                    self._wakeup.set()
 
         try:
             await self._send(mt, release_slot)

@@ -330,6 +330,34 @@ async def test_the_next_mt_goes_out_while_the_last_answer_is_stored(
     assert outbox.in_flight == 0
 
 
+async def test_a_long_queue_is_claimed_in_quarters_of_the_bound_not_per_freed_slot(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 bulk MTs behind a rate cap, 40 at a time: once the first claim is full, the next
+    waits until 10 slots are free, so the queue drains in about 20 claims, not one per MT;
+    each MT is still sent once."""
+    claims: list[int] = []
+    claim_ahead = store.write_ahead
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        claimed = await claim_ahead(fn, *args, **kwargs)
+        if getattr(fn, "func", fn) is claim_due:
+            claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(store, "write_ahead", counting)
+    for n in range(200):
+        await store.write(functools.partial(enqueue_mt, request=mt(n, priority=10), now=T0, concat_ref=1))
+    link = await start_link(simulator, nursery, max_mt_per_second=50.0, window=10)
+    await start_outbox(store, {"op": link}, nursery, batch=40, sweep_interval=3600.0)
+    await wait_counts(store, {"submitted": 200})
+    assert simulator.stats["submits_accepted"] == 200
+    taken = [n for n in claims if n]
+    assert sum(taken) == 200 and taken[0] == 40
+    assert all(n >= 10 for n in taken[1:-1]), taken
+    assert len(taken) <= 1 + 160 // 10 + 1, taken
+
+
 async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
     """With no link serving the short code, MTs wait in the queue without failing, and go once one does."""
     links: dict[str, SmscLink] = {}
