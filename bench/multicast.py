@@ -24,7 +24,8 @@ keyed number hash the consent check at submit time uses, and one send to all of 
 materialised into the outbox by :func:`~profile_store.segments.materialise_send` (N marketing
 MTs of a multicast campaign with no quiet hours).
 The daemon (:func:`gatewayd.app.serve`, in this process: outbox, privacy screen, SMSC links,
-receipt ingest) then sends them over K binds, one SMSC each with no rate cap, to the SMSC
+receipt ingest) then sends them over K binds, one SMSC each with no rate cap (``--rate``
+sets one per bind, to see what a capped send costs), to the SMSC
 simulator (in a process of its own, or in this one with ``--in-process-simulator``), which
 answers at once and sends a delivery receipt for each a second later (``--receipt-delay``:
 operator SMSCs report delivery after the submit_sm_resp; with 0 every receipt races its
@@ -44,6 +45,7 @@ Target: >= 5,000 MT/s across binds when rate caps allow it.
     python bench/multicast.py --submit --mts 20000 --profile    # where the time goes
     python bench/multicast.py --submit --receipt-delay 0        # receipts racing their responses
     python bench/multicast.py --submit --in-process-simulator   # one process, one GIL for both sides
+    python bench/multicast.py --submit --mts 20000 --rate 500   # 1,000 MT/s over 2 capped binds
 """
 
 from __future__ import annotations
@@ -269,7 +271,7 @@ system_id = "bench"
 password = "bench"
 short_codes = ["{short_code}"]
 window = {window}
-max_mt_per_second = 1000000
+max_mt_per_second = {rate}
 """
 
 
@@ -279,7 +281,7 @@ def write_config(directory: Path, url: str, port: int, args: argparse.Namespace)
     (directory / "campaigns.d" / "offers.toml").write_text(SHEET, encoding="utf-8")
     (directory / "policy.toml").write_text(POLICY, encoding="utf-8")
     text = CONFIG.format(state=directory / "state", campaigns=directory / "campaigns.d", url=url, writer=args.writer)
-    text += "".join(SMSC.format(n=n, port=port, short_code=SHORT_CODE, window=args.window) for n in range(1, args.binds + 1))
+    text += "".join(SMSC.format(n=n, port=port, short_code=SHORT_CODE, window=args.window, rate=args.rate) for n in range(1, args.binds + 1))
     path = directory / "gatewayd.toml"
     path.write_text(text, encoding="utf-8")
     return load_config(path)
@@ -559,6 +561,9 @@ def main() -> None:
     parser.add_argument("--mts", type=positive, default=50_000, help="--submit: MTs queued and sent (default 50,000)")
     parser.add_argument("--binds", type=positive, default=2, help="--submit: binds, one SMSC each (default 2)")
     parser.add_argument("--window", type=positive, default=100, help="--submit: window of each bind (default 100)")
+    parser.add_argument(
+        "--rate", type=positive, default=1_000_000, help="--submit: max_mt_per_second of each bind (default 1,000,000: no cap)"
+    )
     parser.add_argument("--in-process-simulator", action="store_true", help="--submit: run the simulator in this process")
     parser.add_argument(
         "--receipt-delay", type=float, default=1.0, help="--submit: seconds from submit_sm_resp to receipt (default 1; 0 races them)"
