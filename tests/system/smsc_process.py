@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import attrs
 import structlog
 import trio
 
@@ -41,13 +42,13 @@ ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["SmscProcess", "Submit"]
 
 
+@attrs.frozen
 class Submit:
-    """A submit as the SMSC accepted it."""
+    """A submit as the SMSC accepted it: destination, decoded text, ``time.monotonic`` then."""
 
-    __slots__ = ("to", "text", "at")
-
-    def __init__(self, to: str, text: str, at: float) -> None:
-        self.to, self.text, self.at = to, text, at
+    to: str
+    text: str
+    at: float
 
 
 class SmscProcess:
