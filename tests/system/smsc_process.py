@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import attrs
 import structlog
@@ -80,26 +80,17 @@ class SmscProcess:
         self._process = process
         assert process.stdout is not None and process.stdin is not None
         try:
-            buffer = b""
-            started = False
-            while True:
-                data = await process.stdout.receive_some(1 << 16)
-                if not data:
-                    raise RuntimeError(f"the simulator process exited ({await process.wait()})")
-                buffer += data
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    message = json.loads(line)
-                    if "at" in message:
-                        self.on_submit(Submit(message["to"], message["text"], message["at"]))
-                    elif not started:
-                        started = True
-                        self.port = int(message["port"])
-                        task_status.started(self.port)
-                    else:
-                        done, result = self._waiting.pop(message["id"])
-                        result.append(message["result"])
-                        done.set()
+            async for message in _json_lines(process.stdout):
+                if "at" in message:
+                    self.on_submit(Submit(message["to"], message["text"], message["at"]))
+                elif self.port is None:
+                    self.port = int(message["port"])
+                    task_status.started(self.port)
+                else:
+                    done, result = self._waiting.pop(message["id"])
+                    result.append(message["result"])
+                    done.set()
+            raise RuntimeError(f"the simulator process exited ({await process.wait()})")
         finally:
             with trio.CancelScope(shield=True):
                 await process.stdin.aclose()
@@ -134,6 +125,16 @@ class SmscProcess:
     async def stats(self) -> dict[str, int]:
         """The simulator's counters."""
         return dict(await self._ask("stats"))
+
+
+async def _json_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[Any]:
+    """The JSON values on ``stream``, one per line, until it closes."""
+    buffer = b""
+    while data := await stream.receive_some(1 << 16):
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield json.loads(line)
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -194,12 +195,8 @@ async def _child(args: argparse.Namespace) -> None:
         nursery.start_soon(out.run)
         port = await nursery.start(simulator.serve, "127.0.0.1", 0)
         out.put({"port": port})
-        buffer = b""
-        while data := await stdin.receive_some(1 << 16):
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                nursery.start_soon(answer, json.loads(line))
+        async for command in _json_lines(stdin):
+            nursery.start_soon(answer, command)
         nursery.cancel_scope.cancel()
 
 

@@ -4,9 +4,9 @@ The daemon (:func:`gatewayd.app.serve`) runs in-process, bound over TCP to the S
 simulator, with a vote campaign on the short code. The simulator runs in a process of its
 own (:mod:`tests.system.smsc_process`), as an operator's SMSC runs on a machine of its own:
 on the daemon's event loop its work for every submit and receipt would count against the
-daemon's latency. 20,000 subscribers hold a marketing
-opt-in for the owner of a multicast campaign whose sheet is added once the vote's latency
-has been measured on an idle gateway. Then:
+daemon's latency. 20,000 subscribers hold a marketing opt-in for the owner of a multicast
+campaign whose sheet is added once the vote's latency has been measured on an idle
+gateway. Then:
 
 1. the daemon's outbound scheduler materialises the send and the outbox sends it, paced by
    the SMSC's rate cap, while vote MOs keep arriving at the same offered rate as before and
@@ -136,19 +136,11 @@ def responds(number: str) -> bool:
 # --- the handsets and the SMSC's view ---------------------------------------------------------
 
 
-@attrs.frozen
-class Received:
-    """An MT as a handset got it, with the time (``time.monotonic``) the simulator accepted it."""
-
-    text: str
-    at: float
-
-
 class Handsets:
     """Every number's MTs as the simulator accepted them, and the submit times of all of them."""
 
     def __init__(self, responders: trio.MemorySendChannel[str]) -> None:
-        self.inbox: dict[str, list[Received]] = {}
+        self.inbox: dict[str, list[Submit]] = {}
         self.submit_times: list[float] = []
         self.offers = 0
         self.again = 0
@@ -161,7 +153,7 @@ class Handsets:
         """Each submit the simulator accepted, in order: every MT here is one part."""
         self.submit_times.append(submit.at)
         text, number = submit.text, submit.to
-        self.inbox.setdefault(number, []).append(Received(text, submit.at))
+        self.inbox.setdefault(number, []).append(submit)
         if text == OFFER_TEXT:
             self.offers += 1
             self.offers_started.set()
@@ -175,7 +167,7 @@ class Handsets:
         if event is not None:
             event.set()
 
-    async def next_mt(self, number: str, seen: int) -> Received:
+    async def next_mt(self, number: str, seen: int) -> Submit:
         """Wait until ``number`` got more than ``seen`` MTs; the first new one."""
         while len(self.inbox.get(number, ())) <= seen:
             await self._waiting.setdefault(number, trio.Event()).wait()
