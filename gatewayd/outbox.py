@@ -169,6 +169,9 @@ class Outbox:
         backoff: retry delay as a function of attempts, or its base in seconds.
         screen: the last check of claimed MTs before they are sent (consent at submit
             time); read on every claim, so it may be replaced while running.
+        reply_reserve: slots of ``max_in_flight`` that claims leave free for replies handed
+            over by :meth:`take_claimed`, so that a reply never waits for a bulk MT to end;
+            a tenth of them by default. A claim made for due replies may use them too.
     """
 
     def __init__(
@@ -186,6 +189,7 @@ class Outbox:
         max_in_flight: int | None = None,
         backoff: Callable[[int], float] | float = 5.0,
         screen: Screen | None = None,
+        reply_reserve: int | None = None,
     ) -> None:
         self.screen = screen
         self.store = store
@@ -199,8 +203,10 @@ class Outbox:
         self._refs = refs if refs is not None else ConcatReferences(8)
         self._clock = clock
         self._slots = trio.CapacityLimiter(max(1, max_in_flight if max_in_flight is not None else batch))
+        total = int(self._slots.total_tokens)
+        self._reserve = min(total - 1, max(0, reply_reserve if reply_reserve is not None else total // 10))
         # Free slots a claim that only refills (after a full one) waits for.
-        self._refill_min = max(1, min(self.batch, int(self._slots.total_tokens)) // 4)
+        self._refill_min = max(1, min(self.batch, total - self._reserve) // 4)
         # Slots per link object: a reload replaces the link and so gets fresh ones sized to
         # the new window; the old ones go with the old link.
         self._link_slots: weakref.WeakKeyDictionary[SmscLink, _LinkSlots] = weakref.WeakKeyDictionary()
@@ -332,12 +338,12 @@ class Outbox:
     async def _claim_loop(self, nursery: trio.Nursery) -> None:
         while not self._stopping:
             self._wakeup = trio.Event()
-            free = min(self.batch, int(self._slots.available_tokens))
-            while self._handed and free > 0:
+            while self._handed and self._slots.available_tokens > 0:
                 mt = self._handed.popleft()
                 if mt.id not in self._in_flight:
                     self._start(nursery, mt)
-                    free -= 1
+            # A claim for due replies may fill the reserve; any other leaves it to take_claimed.
+            free = min(self.batch, self._claimable(replies=self._replies_due))
             claimed: list[ClaimedMt] = []
             asked = free > 0 and (self._look or (self._refill and free >= self._refill_min))
             if asked:
@@ -381,6 +387,10 @@ class Outbox:
             if sweep.cancelled_caught:
                 self._look = True
 
+    def _claimable(self, *, replies: bool) -> int:
+        """Free slots a claim may fill: with ``replies`` false, the reserve is not among them."""
+        return int(self._slots.available_tokens) - (0 if replies else self._reserve)
+
     def _start(self, nursery: trio.Nursery, mt: ClaimedMt) -> None:
         self._slots.acquire_on_behalf_of_nowait(mt.id)
         self._in_flight.add(mt.id)
@@ -398,7 +408,7 @@ class Outbox:
                 self._slots.release_on_behalf_of(mt.id)
                 # A slot came free: for an MT handed over, for a look asked for, or to claim
                 # again once enough are free if the last claim was cut short by the bound.
-                if self._handed or self._look or (self._refill and self._slots.available_tokens >= self._refill_min):
+                if self._handed or self._look or (self._refill and self._claimable(replies=False) >= self._refill_min):
                     self._wakeup.set()
 
         try:

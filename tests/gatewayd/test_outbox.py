@@ -277,6 +277,44 @@ async def test_a_reply_handed_over_claimed_is_sent_without_a_claim(
     assert simulator.stats["submits_accepted"] == 1
 
 
+async def test_claims_leave_the_reply_reserve_free_so_a_reply_never_waits_for_bulk(
+    store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 bulk MTs behind a cap of 10/s, 20 at a time with 4 kept for replies: no claim
+    asks for more than 16, and a reply handed over while they wait starts at once and is
+    submitted ahead of them."""
+    limits: list[int] = []
+    claim_ahead = store.write_ahead
+
+    async def watching(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "func", fn) is claim_due:
+            limits.append(fn.keywords["limit"])
+        return await claim_ahead(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_ahead", watching)
+    for n in range(100):
+        await store.write(functools.partial(enqueue_mt, request=mt(n, priority=10), now=T0, concat_ref=1))
+    link = await start_link(simulator, nursery, max_mt_per_second=10.0, window=10)
+    outbox = await start_outbox(store, {"op": link}, nursery, batch=20, sweep_interval=3600.0, reply_reserve=4)
+    with trio.fail_after(60):
+        while outbox.in_flight < 16:
+            await trio.sleep(0.01)
+    sent_before = simulator.stats["submits_accepted"]
+    node, lease = outbox.claim_for_hand_off() or ("", 0.0)
+    reply = await store.write(functools.partial(enqueue_claimed, request=mt(999, priority=0), now=clock(), concat_ref=1, node=node, lease=lease))
+    before = outbox.in_flight
+    outbox.take_claimed([reply])
+    assert outbox.in_flight == before + 1  # started by the call itself: a reserved slot was free
+    with trio.fail_after(60):
+        while (await store.read(get_mt, reply.id)).status != "submitted":  # type: ignore[union-attr]
+            await trio.sleep(0.05)
+    # Bulk MTs already waiting for the cap went on leaving at 10/s: the reply overtook all but one.
+    assert simulator.stats["submits_accepted"] - sent_before <= 2
+    await wait_counts(store, {"submitted": 101})
+    assert limits and max(limits) == 16, limits
+    assert simulator.stats["submits_accepted"] == 101
+
+
 async def test_a_reply_handed_over_during_a_claim_leaves_the_claims_slots_free(
     store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -357,7 +395,7 @@ async def test_a_long_queue_is_claimed_in_quarters_of_the_bound_not_per_freed_sl
     for n in range(200):
         await store.write(functools.partial(enqueue_mt, request=mt(n, priority=10), now=T0, concat_ref=1))
     link = await start_link(simulator, nursery, max_mt_per_second=50.0, window=10)
-    await start_outbox(store, {"op": link}, nursery, batch=40, sweep_interval=3600.0)
+    await start_outbox(store, {"op": link}, nursery, batch=40, sweep_interval=3600.0, reply_reserve=0)
     await wait_counts(store, {"submitted": 200})
     assert simulator.stats["submits_accepted"] == 200
     taken = [n for n in claims if n]
