@@ -353,6 +353,7 @@ async def serve(
         settings=config.store,
         message_id_format=lambda name: gateway.links[name].cfg.message_id_format if name in gateway.links else "string",
         on_mo=gateway.dispatcher.submit,
+        dispatcher=gateway.dispatcher,
     )
     try:
         async with trio.open_nursery() as root:
@@ -368,6 +369,8 @@ async def serve(
                 root.start_soon(Outbound(store, gateway.campaigns, wake=gateway.outbox.wake).run)
             if handle_signals:
                 await root.start(gateway._watch_signals)
+            # The processor is final: MOs may be decided about in the unit that stores them.
+            gateway.dispatcher.decide_on_store = True
             await root.start(gateway.dispatcher.run)
             await root.start(gateway.outbox.run)
             # Control socket, metrics, watchdog, STATUS= lines (gatewayd/ops.py).

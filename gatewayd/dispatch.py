@@ -17,22 +17,23 @@ import collections
 import contextlib
 import functools
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import attrs
 import sqlalchemy as sa
 import structlog
 import trio
 
+from profile_store.committer import transient
 from profile_store.db import Store, StoreUnavailable
-from profile_store.mo import pending_mos
+from profile_store.mo import MoPartIn, pending_mos, store_mo_part
 from profile_store.mt import ClaimedMt, MtRequest, enqueue_claimed, enqueue_mt
 from profile_store.prepared import Prepared
 from profile_store.schema import mo_messages
-from profile_store.values import MoStatus, StoredMo
+from profile_store.values import MoStatus, MoStored, StoredMo
 from gatewayd.smpp.text import ConcatReferences
 
-__all__ = ["Decision", "MoProcessor", "Dispatcher", "leave_unrouted", "process_mos"]
+__all__ = ["Decision", "MoProcessor", "Dispatcher", "leave_unrouted", "process_mos", "store_and_process"]
 
 log = structlog.get_logger("gatewayd.dispatch")
 
@@ -233,6 +234,45 @@ def _process_mos(
     return outcomes
 
 
+_INLINE_SAVEPOINT = Prepared(sa.text("SAVEPOINT store_and_process"))
+_INLINE_RELEASE = Prepared(sa.text("RELEASE SAVEPOINT store_and_process"))
+_INLINE_ROLLBACK = Prepared(sa.text("ROLLBACK TO SAVEPOINT store_and_process"))
+
+#: The processor, the reference counter and the claim with which an MO is decided about in
+#: the unit that stores it (see :meth:`Dispatcher.deciding_on_store`).
+Inline = tuple[MoProcessor, Callable[[str], int], tuple[str, float] | None]
+
+
+def store_and_process(
+    conn: sa.Connection, part: MoPartIn, now: float, inline: Inline, **store: object
+) -> tuple[MoStored, list[Processed | Failed] | None]:
+    """Store an MO part (:func:`profile_store.mo.store_mo_part`, with ``store`` its options)
+    and, when it completes an MO, decide about that MO in the same transaction
+    (:func:`process_mos`): the subscriber's reply then waits for one commit, not two.
+
+    The part is stored whatever the decision does: when deciding raises (a database error
+    that is not transient, or a bug), its writes are undone and the outcome is None, so the
+    MO stays 'stored' for the dispatcher, which finds the culprit and marks it failed.
+    """
+    stored = store_mo_part(conn, part, now, **store)  # type: ignore[arg-type]
+    if stored.duplicate or stored.mo is None:
+        return stored, None
+    processor, next_ref, claim = inline
+    _INLINE_SAVEPOINT.run(conn, {})
+    try:
+        outcomes = process_mos(conn, [stored.mo], now, processor, next_ref, claim)
+    except sa.exc.DBAPIError as exc:
+        if transient(exc):
+            raise
+        _INLINE_ROLLBACK.run(conn, {})
+        outcomes = None
+    except Exception:
+        _INLINE_ROLLBACK.run(conn, {})
+        outcomes = None
+    _INLINE_RELEASE.run(conn, {})
+    return stored, outcomes
+
+
 class Dispatcher:
     """Processes stored MOs: those handed over by ingest, and every ``stored`` one left over.
 
@@ -247,6 +287,7 @@ class Dispatcher:
         workers: units processed concurrently (they share group commits).
         batch: the most MOs one unit processes.
         sweep_interval: seconds between sweeps for ``stored`` MOs nobody handed over.
+        inline_limit: see :meth:`deciding_on_store`.
         clock: wall-clock seconds.
     """
 
@@ -262,6 +303,7 @@ class Dispatcher:
         batch: int = 100,
         queue_size: int = 10_000,
         sweep_interval: float = 5.0,
+        inline_limit: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -280,6 +322,13 @@ class Dispatcher:
         # MOs waiting in the channel and MOs being processed: the sweep must not add them again.
         self._queued: set[int] = set()
         self._busy: set[int] = set()
+        #: Whether :meth:`deciding_on_store` offers deciding in the unit that stores the MO (set once
+        #: ``processor`` is the one to use).
+        self.decide_on_store = False
+        #: The most MOs being stored and decided about in one unit at once.
+        self.inline_limit = inline_limit
+        self._inline = 0
+        self._running = False
         #: MOs processed, MOs whose processor raised, MTs enqueued.
         self.processed = 0
         self.failed = 0
@@ -296,12 +345,39 @@ class Dispatcher:
         else:
             self._queued.add(mo.id)
 
+    @contextlib.contextmanager
+    def deciding_on_store(self) -> Iterator[Inline | None]:
+        """For the body of the ``with``: what :func:`store_and_process` needs to decide about
+        an MO as it is stored, or None to leave it to :meth:`submit`.
+
+        None while the dispatcher is not running or not told to (:attr:`decide_on_store`),
+        and while it has MOs of its own or ``inline_limit`` MOs are being stored this way:
+        under load, MOs decided in batches cost the store far less each than one per unit,
+        so only a lightly loaded gateway answers this way.
+        """
+        if not (self._running and self.decide_on_store) or self._queued or self._busy or self._inline >= self.inline_limit:
+            yield None
+            return
+        self._inline += 1
+        try:
+            yield self.processor, self._refs.next, self._claim_for()
+        finally:
+            self._inline -= 1
+
+    def processed_on_store(self, outcomes: Sequence[Processed | Failed], latency_ms: float) -> None:
+        """Take the outcome of an MO decided about in the unit that stored it."""
+        self._account(outcomes, latency_ms)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Process MOs until cancelled, starting with those a previous run left ``stored``."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._collect, nursery)
-            nursery.start_soon(self._sweeper)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._collect, nursery)
+                nursery.start_soon(self._sweeper)
+                self._running = True
+                task_status.started()
+        finally:
+            self._running = False
 
     async def _sweeper(self) -> None:
         while True:
@@ -383,7 +459,10 @@ class Dispatcher:
                 log.error("mo_mark_failed_failed", mo_id=mo.id, error=str(again)[:500])
             self.failed += 1
             return
-        latency_ms = round((trio.current_time() - started) * 1000, 3)
+        self._account(outcomes, round((trio.current_time() - started) * 1000, 3))
+
+    def _account(self, outcomes: Sequence[Processed | Failed], latency_ms: float) -> None:
+        """Count and log a unit's outcomes, and hand its replies over."""
         enqueued = 0
         claimed: list[ClaimedMt] = []
         for outcome in outcomes:

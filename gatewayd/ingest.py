@@ -9,6 +9,7 @@ acknowledge with. The acknowledgement goes out only after ``accept`` returns, so
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from typing import Awaitable, Callable, Iterable
@@ -18,6 +19,7 @@ import structlog
 import trio
 
 from gatewayd.config import StoreConfig
+from gatewayd.dispatch import Dispatcher, store_and_process
 from gatewayd.smpp.constants import CommandStatus, Tag, describe_status
 from gatewayd.smpp.errors import LocalProtocolError
 from gatewayd.smpp.pdus import AlertNotification, DataSm, DeliverSm, Pdu, find_tlv
@@ -108,13 +110,18 @@ class StoreAccept:
     ESME_ROK is returned only once the part is committed; when the store cannot take it,
     ESME_RX_T_APPN makes the SMSC keep the message and deliver it again later. A redelivery
     is acknowledged and not processed again. A part that completes a message hands the
-    assembled MO to ``on_mo`` (the dispatcher).
+    assembled MO to ``on_mo`` (the dispatcher); with ``dispatcher``, when it offers to
+    (:meth:`~gatewayd.dispatch.Dispatcher.deciding_on_store`), the MO is decided about in the unit that
+    stores it instead (:func:`~gatewayd.dispatch.store_and_process`), so that its reply waits
+    for one commit rather than two.
 
     Args:
         store: the store, its writer running.
         settings: the ``[store]`` settings (dedupe window, reassembly, receipt grace, region).
         message_id_format: the SMSC's message_id_format, by SMSC name (for receipts).
-        on_mo: called with each newly complete MO after its commit.
+        on_mo: called with each newly complete MO after its commit, unless it was decided
+            about in that commit.
+        dispatcher: decides about MOs as they are stored, when it offers to.
         clock: wall-clock seconds.
     """
 
@@ -125,12 +132,14 @@ class StoreAccept:
         settings: StoreConfig,
         message_id_format: Callable[[str], str] = lambda smsc: "string",
         on_mo: Callable[[StoredMo], None] = lambda mo: None,
+        dispatcher: Dispatcher | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.settings = settings
         self._format = message_id_format
         self._on_mo = on_mo
+        self._dispatcher = dispatcher
         self._clock = clock
 
     async def __call__(self, message: InboundMessage) -> int:
@@ -165,21 +174,26 @@ class StoreAccept:
             # Parsing a new number is the costliest step of storing its MO; done here, the
             # store writer (which every MO waits for in turn) need not.
             msisdn = normalise_msisdn(part.source_addr, ton=part.source_addr_ton, default_region=self.settings.default_region)
-            stored = await self.store.write_first(
-                store_mo_part,
-                part,
-                self._clock(),
-                dedupe_window=self.settings.dedupe_window,
-                reassembly_window=self.settings.reassembly_timeout,
-                default_region=self.settings.default_region,
-                msisdn=msisdn,
-            )
+            options = {
+                "dedupe_window": self.settings.dedupe_window,
+                "reassembly_window": self.settings.reassembly_timeout,
+                "default_region": self.settings.default_region,
+                "msisdn": msisdn,
+            }
+            started = trio.current_time()
+            with self._dispatcher.deciding_on_store() if self._dispatcher is not None else contextlib.nullcontext() as inline:
+                if inline is None:
+                    stored, outcomes = await self.store.write_first(store_mo_part, part, self._clock(), **options), None
+                else:
+                    stored, outcomes = await self.store.write_first(store_and_process, part, self._clock(), inline, **options)
         except InvalidNumber as exc:
             # Nobody to answer or to keep a profile for; the SMSC must not retry it either.
             log.warning("mo_unaddressable", smsc=message.smsc, source_addr=message.source_addr, reason=str(exc))
             return
         if stored.duplicate:
             log.info("mo_duplicate", smsc=message.smsc, part_id=stored.part_id)
+        elif outcomes is not None and self._dispatcher is not None:
+            self._dispatcher.processed_on_store(outcomes, round((trio.current_time() - started) * 1000, 3))
         elif stored.mo is not None:
             self._on_mo(stored.mo)
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+from typing import Any
 
 import sqlalchemy as sa
 import trio
 
-from gatewayd.dispatch import Decision, Dispatcher
+from gatewayd.config import StoreConfig
+from gatewayd.dispatch import Decision, Dispatcher, MoProcessor
+from gatewayd.ingest import InboundMessage, StoreAccept
+from gatewayd.simulator.smsc import SmscSimulator
+from gatewayd.smpp.constants import CommandStatus
 from profile_store.db import Store
 from profile_store.mo import MoPartIn, store_mo_part
 from profile_store.mt import ClaimedMt, MtRequest
@@ -244,3 +250,74 @@ async def test_mos_arriving_while_every_worker_waits_join_the_next_unit(nursery:
     processor.release.set()
     await _settle(store, dispatcher, 6)
     assert processor.batches == [[mos[0].id], [mo.id for mo in mos[1:]]]
+
+
+# --- deciding as the MO is stored -------------------------------------------------------------
+
+
+def _inbound(i: int, text: str = "VOTE A") -> InboundMessage:
+    (pdu,) = SmscSimulator().mo_pdus(f"3069{i:08d}", "4160", text)
+    return InboundMessage.from_pdu(pdu, smsc="op", now=dt.datetime.now(dt.timezone.utc))  # type: ignore[arg-type]
+
+
+async def _deciding(nursery: trio.Nursery, store: Store, processor: MoProcessor, **kwargs: Any) -> tuple[Dispatcher, StoreAccept, list[StoredMo], list[ClaimedMt]]:
+    """A running dispatcher that decides on store, the accept hook using it, and what each hands over."""
+    handed: list[StoredMo] = []
+    claimed: list[ClaimedMt] = []
+    dispatcher = Dispatcher(store, processor, claim_for=lambda: ("n1", 60.0), take_claimed=claimed.extend, sweep_interval=3600, **kwargs)
+    dispatcher.decide_on_store = True
+    await nursery.start(dispatcher.run)
+
+    def submit(mo: StoredMo) -> None:
+        handed.append(mo)
+        dispatcher.submit(mo)
+
+    return dispatcher, StoreAccept(store, settings=StoreConfig(url="sqlite://"), on_mo=submit, dispatcher=dispatcher), handed, claimed
+
+
+async def test_an_mo_stored_while_the_dispatcher_is_idle_is_decided_in_the_same_commit(nursery: trio.Nursery, store: Store) -> None:
+    """With nothing else to do, the dispatcher lets the unit that stores the MO decide about it:
+    by the acknowledgement the MO is processed and its reply enqueued, claimed and handed to
+    the outbox, in one commit; nothing is handed over for a second unit."""
+    dispatcher, accept, handed, claimed = await _deciding(nursery, store, _reply)
+    commits = store.commits
+    assert await accept(_inbound(1)) == CommandStatus.ESME_ROK
+    assert store.commits == commits + 1
+    assert await store.read(_statuses) == [("processed", "test")]
+    assert handed == [] and dispatcher.processed == 1
+    assert [mt.msisdn for mt in claimed] == ["+306900000001"] and claimed[0].text == "Thanks"
+    # A redelivery of the same part is acknowledged and decided about no more.
+    assert await accept(_inbound(1)) == CommandStatus.ESME_ROK
+    assert dispatcher.processed == 1 and await store.read(_count("mt_messages")) == 1
+
+
+async def test_mos_are_handed_over_when_the_dispatcher_may_not_decide_on_store(nursery: trio.Nursery, store: Store) -> None:
+    """Not told to, or with its limit of MOs decided on store reached, the dispatcher has
+    the MO stored alone and handed over; it is processed in a unit of its own."""
+    dispatcher, accept, handed, _ = await _deciding(nursery, store, _reply, inline_limit=0)
+    assert await accept(_inbound(1)) == CommandStatus.ESME_ROK
+    assert [mo.id for mo in handed] == [1]
+    dispatcher.inline_limit, dispatcher.decide_on_store = 4, False
+    assert await accept(_inbound(2)) == CommandStatus.ESME_ROK
+    assert [mo.id for mo in handed] == [1, 2]
+    await _settle(store, dispatcher, 2)
+    assert await store.read(_statuses) == [("processed", "test")] * 2
+
+
+async def test_a_decision_breaking_a_constraint_on_store_leaves_the_mo_stored_for_the_dispatcher(nursery: trio.Nursery, store: Store) -> None:
+    """A database error while deciding undoes only the decision: the MO is stored and
+    acknowledged, handed over, and the dispatcher then marks it failed."""
+
+    def decide(conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        def apply(conn: sa.Connection, now: float) -> list[MtRequest]:
+            _insert_subscriber(conn, mo.msisdn)  # already there: a unique violation
+            return []
+
+        return Decision(route="applied", apply=apply)
+
+    dispatcher, accept, handed, _ = await _deciding(nursery, store, decide)
+    assert await accept(_inbound(1)) == CommandStatus.ESME_ROK
+    assert [mo.id for mo in handed] == [1]
+    await _settle(store, dispatcher, 1)
+    assert await store.read(_statuses) == [("failed", None)]
+    assert await store.read(_count("mo_parts")) == 1 and await store.read(_count("mt_messages")) == 0
