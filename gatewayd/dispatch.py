@@ -261,12 +261,9 @@ def store_and_process(
     _INLINE_SAVEPOINT.run(conn, {})
     try:
         outcomes = process_mos(conn, [stored.mo], now, processor, next_ref, claim)
-    except sa.exc.DBAPIError as exc:
-        if transient(exc):
+    except Exception as exc:
+        if isinstance(exc, sa.exc.DBAPIError) and transient(exc):
             raise
-        _INLINE_ROLLBACK.run(conn, {})
-        outcomes = None
-    except Exception:
         _INLINE_ROLLBACK.run(conn, {})
         outcomes = None
     _INLINE_RELEASE.run(conn, {})
