@@ -7,7 +7,8 @@ import trio.testing
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.constants import BindMode
 from gatewayd.smpp.events import RequestReceived
-from gatewayd.smpp.pdus import SubmitSm
+from gatewayd.smpp.pdus import Bind, DeliverSm, SubmitSm
+from gatewayd.smpp.session import SessionConfig, SmppSession
 from gatewayd.smpp.states import Role
 from gatewayd.transport import SmppConnection
 from tests.smpp.helpers import SessionPair, bind_pair
@@ -29,3 +30,39 @@ async def test_a_submit_queued_when_the_connection_closed_is_not_counted_as_rece
     assert not simulator.submitted
     assert simulator.stats["submits_accepted"] == 0
     assert simulator.stats["submits_unanswerable"] == 1
+
+
+async def test_receipts_go_out_after_the_delay_in_the_order_of_their_submits(autojump_clock: trio.testing.MockClock) -> None:
+    simulator = SmscSimulator(system_id="gw", password="pw", receipt_delay=5.0)
+    arrivals: list[tuple[float, str]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run)
+        ours, theirs = trio.testing.memory_stream_pair()
+        nursery.start_soon(simulator.handle_stream, theirs)
+        esme = SmppConnection(ours, SmppSession(Role.ESME, SessionConfig()), name="esme")
+        await nursery.start(esme.run)
+        await esme.bind(Bind(mode=BindMode.TRANSCEIVER, system_id="gw", password="pw"))
+
+        async def answer_receipts() -> None:
+            async for pdu in esme.requests:
+                assert isinstance(pdu, DeliverSm) and pdu.is_receipt
+                arrivals.append((trio.current_time(), pdu.short_message.decode().split()[0]))
+                esme.answer(pdu.response(0))
+
+        nursery.start_soon(answer_receipts)
+        start = trio.current_time()
+        ids = []
+        for offset in (0.0, 1.0, 1.5, 4.0):
+            await trio.sleep_until(start + offset)
+            submit = SubmitSm(source_addr="4160", destination_addr="306900000001", short_message=b"hi", registered_delivery=1)
+            response = await esme.request(submit)
+            ids.append((offset, response.message_id))
+        # A submit that asks for no receipt gets none.
+        await esme.request(SubmitSm(source_addr="4160", destination_addr="306900000002", short_message=b"no"))
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+
+    assert [text for _, text in arrivals] == [f"id:{message_id}" for _, message_id in ids]
+    for (at, _), (offset, _) in zip(arrivals, ids):
+        assert 5.0 <= at - start - offset < 5.1
+    assert simulator.stats["receipts_sent"] == 4
