@@ -108,7 +108,9 @@ _APPLY_BY_MESSAGE_ID = Prepared(
         .scalar_subquery()
     )
     .values(_RECEIPT_EFFECT)
-    .returning(_p.id, _p.mt_id, _p.status)
+    .returning(
+        _p.id, _p.mt_id, _p.status, sa.select(_m.parts_total).where(_m.id == _p.mt_id).scalar_subquery().label("parts_total")
+    )
 )
 _APPLY_TO_PART = Prepared(sa.update(mt_parts).where(_p.id == sa.bindparam("b_part_id")).values(_RECEIPT_EFFECT).returning(_p.status))
 # The SMSC is compared outside SQL: with it in the WHERE clause SQLite may walk the
@@ -175,6 +177,24 @@ _REFRESH_MT = Prepared(
     .returning(_m.status)
 )
 _MT_STATUS = Prepared(sa.select(_m.status).where(_m.id == sa.bindparam("b_mt_id")))
+#: What a single-part MT's status becomes when its one part's status is final.
+_SINGLE_PART_OUTCOME = {
+    MtPartStatus.DELIVERED: MtStatus.DELIVERED.value,
+    MtPartStatus.UNDELIVERED: MtStatus.UNDELIVERED.value,
+    MtPartStatus.FAILED: MtStatus.UNDELIVERED.value,
+    MtPartStatus.EXPIRED: MtStatus.EXPIRED.value,
+}
+# _REFRESH_MT for an MT of one part, whose outcome the caller read off that part.
+_SETTLE_SINGLE_PART = Prepared(
+    sa.update(mt_messages)
+    .where(
+        _m.id == sa.bindparam("b_mt_id"),
+        _m.status.in_(_constants(*sorted(_SETTLEABLE_MT))),
+        _m.status != sa.bindparam("b_status", type_=_m.status.type),
+    )
+    .values(status=sa.bindparam("b_status", type_=_m.status.type), updated_at=sa.bindparam("b_now"))
+    .returning(_m.status)
+)
 
 
 def _short(value: str | None) -> str | None:
@@ -251,8 +271,11 @@ def record_receipt(
     event["id"] = _INSERT_EVENT.insert_id(conn, event)
     if part is None:
         return ReceiptRecorded.from_row(event)
-    part_id, mt_id, part_status = part
-    mt_status = refresh_mt_status(conn, mt_id, now)
+    part_id, mt_id, part_status, *single = part
+    if single == [1]:
+        mt_status = _refresh_single_part_mt(conn, mt_id, str(part_status), now)
+    else:
+        mt_status = refresh_mt_status(conn, mt_id, now)
     return ReceiptRecorded.from_row(event, mt_id=mt_id, part_status=str(part_status), mt_status=mt_status, by_content=by_content)
 
 
@@ -313,6 +336,18 @@ def refresh_mt_status(conn: sa.Connection, mt_id: int, now: float) -> str:
         return str(changed)
     # Not settleable, not settled by its parts yet, or settled to what it already is.
     return str(_MT_STATUS.scalar(conn, params))
+
+
+def _refresh_single_part_mt(conn: sa.Connection, mt_id: int, part_status: str, now: float) -> str:
+    """:func:`refresh_mt_status` for an MT of one part, given that part's status: one
+    statement with neither the count nor the scans over its parts."""
+    outcome = _SINGLE_PART_OUTCOME.get(MtPartStatus(part_status))
+    if outcome is not None:
+        changed = _SETTLE_SINGLE_PART.scalar(conn, {"b_mt_id": mt_id, "b_status": outcome, "b_now": now})
+        if changed is not None:
+            return str(changed)
+    # A part not final leaves the MT as it is; so does an MT not settleable or already settled so.
+    return str(_MT_STATUS.scalar(conn, {"b_mt_id": mt_id}))
 
 
 def apply_held_receipts(

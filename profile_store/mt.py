@@ -209,7 +209,9 @@ _ACCEPT_PART = Prepared(
         submitted_at=sa.bindparam("b_now"),
         done_at=None,
     )
-    .returning(_p.id, _p.uncertain)
+    .returning(
+        _p.id, _p.uncertain, sa.select(_m.parts_total).where(_m.id == sa.bindparam("b_mt_id")).scalar_subquery().label("parts_total")
+    )
 )
 _PART_ID = sa.select(_p.id, _p.uncertain).where(_p.mt_id == sa.bindparam("b_mt_id"), _p.part_index == sa.bindparam("b_index"))
 
@@ -243,6 +245,13 @@ _SELECT_ACCEPT_PROGRESS = sa.select(*_PROGRESS_COLUMNS, _ACCEPTED_PARTS.label("a
 # subscriber gets it, so reports must not say it failed. An MT receipts already moved on
 # keeps its status; only its claim is released.
 _MOVABLE = _m.status.in_(_constants(*_ACTIVE, "failed"))
+_SETTLE_VALUES = {
+    "status": sa.case((_MOVABLE, "submitted"), else_=_m.status),
+    "last_error": sa.case((_MOVABLE, sa.null()), else_=_m.last_error),
+    "claimed_by": None,
+    "claim_expires_at": None,
+    "updated_at": sa.bindparam("b_now"),
+}
 _SETTLE_UPDATE = (
     sa.update(mt_messages)
     .where(
@@ -250,17 +259,21 @@ _SETTLE_UPDATE = (
         sa.exists().where(_p.mt_id == sa.bindparam("b_mt_id")),
         ~sa.exists().where(_p.mt_id == sa.bindparam("b_mt_id"), _p.status.not_in(_constants(*_PART_ACCEPTED))),
     )
-    .values(
-        status=sa.case((_MOVABLE, "submitted"), else_=_m.status),
-        last_error=sa.case((_MOVABLE, sa.null()), else_=_m.last_error),
-        claimed_by=None,
-        claim_expires_at=None,
-        updated_at=sa.bindparam("b_now"),
-    )
+    .values(_SETTLE_VALUES)
 )
 _SETTLED_COLUMNS = (*_PROGRESS_COLUMNS, _ACCEPTED_PARTS.label("accepted"), _RECEIPTED_PARTS.label("receipted"))
 _SETTLE = _SETTLE_UPDATE.returning(*_SETTLED_COLUMNS)
 _SETTLE_ACCEPTED = Prepared(_SETTLE_UPDATE.returning(*_SETTLED_COLUMNS, _RECEIPTS_OF_ID))
+# _SETTLE_ACCEPTED for an MT of one part, that part just accepted: every part is accepted
+# and none is past it, so neither the scans over the parts nor their counts are needed.
+_SETTLE_SINGLE_ACCEPTED = Prepared(
+    sa.update(mt_messages)
+    .where(_m.id == sa.bindparam("b_mt_id"))
+    .values(_SETTLE_VALUES)
+    .returning(
+        *_PROGRESS_COLUMNS, sa.literal_column("1").label("accepted"), sa.literal_column("0").label("receipted"), _RECEIPTS_OF_ID
+    )
+)
 
 _MT_EXISTS = sa.select(_m.id).where(_m.id == sa.bindparam("b_mt_id"))
 
@@ -533,9 +546,11 @@ def part_accepted(
         if accepted is None:
             raise LookupError(f"MT {mt_id} has no part {part_index}")
     part_id, uncertain = int(accepted.id), bool(accepted.uncertain)
+    # A part found by _PART_ID (not updated) has no parts_total: the general settle decides.
+    single = getattr(accepted, "parts_total", None) == 1
     params = {"b_mt_id": mt_id, "b_now": now, "b_smsc": smsc, "b_message_id": smsc_message_id}
     status: str | None = None
-    row = _SETTLE_ACCEPTED.first(conn, params)
+    row = (_SETTLE_SINGLE_ACCEPTED if single else _SETTLE_ACCEPTED).first(conn, params)
     if row is None:
         del params["b_now"]
         row = conn.execute(_SELECT_ACCEPT_PROGRESS, params).one()

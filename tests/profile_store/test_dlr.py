@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import threading
 from typing import Any, Callable
+from unittest import mock
 
+import attrs
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatewayd.simulator.smsc import receipt_text
 from gatewayd.smpp.constants import MessageState, Tag
 from gatewayd.smpp.receipts import normalise_message_id, parse_receipt
-from profile_store import schema
+from profile_store import mt, schema
 from profile_store.db import Store, make_engine
 from profile_store.dlr import apply_held_receipts, record_receipt, refresh_mt_status, unmatched_receipts
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
@@ -350,3 +355,82 @@ def test_parts_that_may_have_gone_out_unrecorded_are_marked_uncertain(engine: sa
     _, abandoned_part = pending_mt()
     run(engine, claim_due, node="n2", now=T0 + 60, limit=10, lease=30)
     assert uncertain(abandoned_part)
+
+
+_STATS = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "ENROUTE", "ACCEPTD", "UNKNOWN")
+_twins = itertools.count()
+
+
+@given(
+    mt_status=st.sampled_from(schema.MT_STATUSES),
+    part_status=st.sampled_from([s for s in schema.MT_PART_STATUSES if s != "pending"]),
+    stats=st.lists(st.sampled_from(_STATS), min_size=1, max_size=4),
+)
+def test_a_single_part_mt_settles_as_the_rule_for_any_number_of_parts_settles_it(
+    engine: sa.Engine, mt_status: str, part_status: str, stats: list[str]
+) -> None:
+    """Receipts for an MT of one part take a shorter path; it must end where the general one does.
+
+    Twin MTs in the same state get the same receipts, one through record_receipt as it is,
+    the other with the general refresh_mt_status in place of the single-part path.
+    """
+    twin = next(_twins)
+    ids = (f"fast{twin}", f"general{twin}")
+    mts = []
+    for message_id in ids:
+        mt_id, (part_id,) = run(engine, make_mt, [message_id], status=mt_status)
+        with engine.begin() as conn:
+            conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(status=part_status))
+        mts.append(mt_id)
+    general = functools.partial(
+        mock.patch, "profile_store.dlr._refresh_single_part_mt", lambda conn, mt_id, part, now: refresh_mt_status(conn, mt_id, now)
+    )
+    for n, stat in enumerate(stats):
+        fast = run(engine, record_receipt, SMSC, receipt(ids[0], stat), ids[0], T0 + n)
+        with general():
+            slow = run(engine, record_receipt, SMSC, receipt(ids[1], stat), ids[1], T0 + n)
+        assert (fast.matched, fast.part_status, fast.mt_status) == (slow.matched, slow.part_status, slow.mt_status)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(mt_messages.c.status, mt_messages.c.updated_at).where(mt_messages.c.id.in_(mts)).order_by(mt_messages.c.id)
+        ).all()
+    assert rows[0] == rows[1]
+    assert rows[0].status == fast.mt_status
+
+
+@given(
+    mt_status=st.sampled_from(schema.MT_STATUSES),
+    part_status=st.sampled_from(["pending", "failed"]),
+    held=st.lists(st.sampled_from(_STATS), max_size=2),
+)
+def test_accepting_the_part_of_a_single_part_mt_ends_where_the_general_settle_does(
+    engine: sa.Engine, mt_status: str, part_status: str, held: list[str]
+) -> None:
+    """part_accepted settles an MT of one part with a shorter statement; twin MTs, one through
+    the general statement, must end in the same state and report the same progress,
+    receipts that overtook the submit_sm_resp included."""
+    twin = next(_twins)
+    outcomes, rows = [], []
+    for path, message_id in (("single", f"s{twin}"), ("general", f"g{twin}")):
+        mt_id, (part_id,) = run(engine, make_mt, [None], status=mt_status)
+        with engine.begin() as conn:
+            conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(status=part_status, smsc=None))
+            conn.execute(sa.update(mt_messages).where(mt_messages.c.id == mt_id).values(claimed_by="node", claim_expires_at=T0 + 60))
+        for n, stat in enumerate(held):
+            assert not run(engine, record_receipt, SMSC, receipt(message_id, stat), message_id, T0 + n).matched
+        statement = mt._SETTLE_SINGLE_ACCEPTED if path == "single" else mt._SETTLE_ACCEPTED
+        with mock.patch.object(mt, "_SETTLE_SINGLE_ACCEPTED", statement):
+            progress = run(
+                engine, mt.part_accepted, mt_id=mt_id, part_index=1, smsc=SMSC, smsc_message_id=message_id, submit_status=0, now=T0 + 5
+            )
+        outcomes.append(attrs.evolve(progress, mt_id=0))
+        with engine.connect() as conn:
+            mt_row = conn.execute(
+                sa.select(mt_messages.c.status, mt_messages.c.last_error, mt_messages.c.claimed_by, mt_messages.c.updated_at)
+                .where(mt_messages.c.id == mt_id)
+            ).one()
+            part_row = conn.execute(sa.select(mt_parts.c.status, mt_parts.c.receipt_stat).where(mt_parts.c.id == part_id)).one()
+        rows.append((tuple(mt_row), tuple(part_row)))
+    assert outcomes[0] == outcomes[1]
+    assert rows[0] == rows[1]
+    assert outcomes[0].receipts_applied == len(held)
