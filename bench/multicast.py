@@ -364,12 +364,14 @@ async def serve_simulator(port_file: Path, receipt_delay: float) -> None:
 
 
 class WriterTimes:
-    """The store writer's commits: how many, and the seconds spent in them."""
+    """The store writer's commits: how many, and the seconds spent in them; and on SQLite the
+    largest the write-ahead log grew to while the send ran."""
 
     def __init__(self) -> None:
         self.commits = 0
         self.units = 0
         self.seconds = 0.0
+        self.wal_peak = 0
 
     def __call__(self, seconds: float, units: int) -> None:
         self.commits += 1
@@ -433,7 +435,11 @@ async def send_all(config: GatewayConfig, count: int, args: argparse.Namespace) 
         if loop_profile is not None:
             loop_profile.enable()
         progress, stalled_since = -1, time.monotonic()
+        wal = f"{store.engine.url.database}-wal" if store.dialect == "sqlite" else None
         while True:
+            if wal is not None:
+                with contextlib.suppress(OSError):
+                    writer.wal_peak = max(writer.wal_peak, os.path.getsize(wal))
             counts = await store.read(outbox_counts)
             done = sum(n for status, n in counts.items() if status not in ("queued", "sending", "submitted"))
             moved = done * 2 + counts.get("submitted", 0)
@@ -499,6 +505,7 @@ async def submit_run(label: str, url: str, args: argparse.Namespace) -> None:
     print(
         f"{label}: store writer {writer.commits:,} commits, {writer.units:,} units ({writer.units / len(submitted):.1f} per MT), "
         f"busy {writer.seconds:.1f} s of {elapsed:.1f} s; receipts unmatched: {unmatched}"
+        + (f"; write-ahead log at most {writer.wal_peak / 1e6:,.1f} MB" if writer.wal_peak else "")
     )
     where = "this process (the daemon and the simulator)" if simulator_pid is None else "this process (the daemon)"
     print(

@@ -38,6 +38,11 @@ T = TypeVar("T")
 
 #: Seconds between WAL checkpoints on SQLite.
 CHECKPOINT_INTERVAL = 1.0
+#: On SQLite, a commit that leaves at least this many pages in the write-ahead log also
+#: checkpoints it (see make_engine).
+WAL_CHECKPOINT_PAGES = 10_000
+#: On SQLite, bytes the write-ahead log file is cut back to when it starts over.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 def normalise_url(url: str) -> str:
     """Pick our drivers: ``postgresql://`` means psycopg 3."""
@@ -53,6 +58,14 @@ def make_engine(url: str) -> Engine:
     lose the last commits but never corrupts), a busy timeout, foreign keys on, and explicit
     BEGIN so SAVEPOINTs work (the sqlite3 module's own transaction handling breaks them).
     Writers begin with BEGIN IMMEDIATE so two processes never deadlock on a lock upgrade.
+
+    The write-ahead log is checkpointed every second off the writer's path
+    (:meth:`Store.run_writer`), but it only starts over from its beginning once a checkpoint
+    has caught up with its end; under a steady stream of commits the one running beside the
+    writer never does, and the log would grow for as long as the load lasts (hundreds of MB
+    for a multicast of 20,000). So a commit that leaves ``WAL_CHECKPOINT_PAGES`` pages in it
+    checkpoints what the background pass has not (the log then starts over), and the file is
+    cut back to ``WAL_SIZE_LIMIT``.
     """
     url = normalise_url(url)
     if not url.startswith("sqlite"):
@@ -70,9 +83,11 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
-            # Checkpoints would otherwise run inside whichever commit crosses 1,000 WAL pages,
-            # stalling the writer; Store.run_writer checkpoints from another thread instead.
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            # SQLite's default would checkpoint inside whichever commit crosses 1,000 pages,
+            # stalling the writer; Store.run_writer checkpoints from another thread instead, and
+            # a commit only finishes the job when the log has grown large (see above).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(WAL_CHECKPOINT_PAGES)}")
+            cursor.execute(f"PRAGMA journal_size_limit={int(WAL_SIZE_LIMIT)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA busy_timeout=30000")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import AsyncIterator, Sequence
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 import trio
 import trio.testing
 
+from profile_store import db
 from profile_store.db import Store, StoreUnavailable, make_engine
 from profile_store.schema import metadata, subscribers
 
@@ -241,3 +243,43 @@ def test_a_locked_database_fails_the_writers_begin_with_sqlalchemys_error(tmp_pa
     finally:
         holder.close()
         engine.dispose()
+
+
+def _fill(conn: sa.Connection, size: int) -> None:
+    conn.execute(sa.text("INSERT INTO filler (v) VALUES (:v)"), {"v": "x" * size})
+
+
+async def test_the_write_ahead_log_stays_bounded_under_a_steady_stream_of_commits(
+    tmp_path: object, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits that never pause leave the background checkpoint no moment to catch up with
+    the log's end; the log must still start over, and a file grown large is cut back."""
+    monkeypatch.setattr(db, "WAL_CHECKPOINT_PAGES", 100)
+    monkeypatch.setattr(db, "WAL_SIZE_LIMIT", 1_000_000)
+    path = f"{tmp_path}/wal.db"
+    store = Store.open(f"sqlite:///{path}")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE filler (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+    await nursery.start(store.run_writer)
+    sizes: list[int] = []
+    store.on_commit = lambda seconds, units: sizes.append(os.path.getsize(f"{path}-wal"))
+
+    # One large transaction grows the file well past the limit (nothing can cut a commit short).
+    await store.write(lambda conn: [_fill(conn, 4000) for _ in range(2000)])
+    assert sizes[-1] > 8_000_000
+    grown = len(sizes)
+
+    async def writer(n: int) -> None:
+        for _ in range(n):
+            await store.write(_fill, 3000)
+
+    # 40 writers keep the writer busy without a pause: about 12 MB, 3,000 pages, in all.
+    async with trio.open_nursery() as writers:
+        for _ in range(40):
+            writers.start_soon(writer, 100)
+    await store.aclose()
+
+    steady = sizes[grown + 20 :]
+    assert len(steady) > 20
+    # 100 pages of 4 KiB before a commit checkpoints, plus that commit's pages.
+    assert max(steady) <= 1_000_000 + 100 * 4096 + 200 * 3 * 4096, max(steady)
