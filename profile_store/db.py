@@ -126,6 +126,11 @@ class _Unit:
 _WAKE: Any = object()
 
 
+def _lane(lanes: tuple[collections.deque[_Unit], ...], unit: _Unit) -> collections.deque[_Unit]:
+    """The writer's lane for ``unit``: write_first, write_ahead or write (see Store._write_batches)."""
+    return lanes[0] if unit.urgent else lanes[1] if unit.first else lanes[2]
+
+
 class Store:
     """The database, as the rest of the gateway sees it.
 
@@ -257,19 +262,23 @@ class Store:
             conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
 
     async def _write_batches(self) -> None:
+        # Three lanes, taken in this order: what a subscriber waits on (write_first), what
+        # holds a window (write_ahead), bulk work (write).
+        urgent: collections.deque[_Unit] = collections.deque()
         first: collections.deque[_Unit] = collections.deque()
         later: collections.deque[_Unit] = collections.deque()
+        lanes = (urgent, first, later)
         process = self.writer_process
         # With a writer process, a second batch goes out while one runs (the child goes from
         # one straight into the next); the outcomes come back in this list, from another task.
         outcomes: collections.deque[tuple[list[_Unit], int, int, float]] = collections.deque()
         closed = False
         async with trio.open_nursery() as nursery:
-            while not closed or first or later or (process is not None and process.in_flight):
+            while not closed or urgent or first or later or (process is not None and process.in_flight):
                 while outcomes:
                     batch, ran, failed, started = outcomes.popleft()
-                    self._done(first, later, batch, ran, failed, started)
-                if not first and not later or (process is not None and process.in_flight >= 2):
+                    self._done(lanes, batch, ran, failed, started)
+                if not urgent and not first and not later or (process is not None and process.in_flight >= 2):
                     if closed:
                         await self._outcome_ready.wait()
                         self._outcome_ready = trio.Event()
@@ -280,10 +289,10 @@ class Store:
                         closed = True
                         continue
                     if unit is not _WAKE:
-                        (first if unit.first else later).append(unit)
+                        _lane(lanes, unit).append(unit)
                     continue
-                # Everything waiting, sorted into the two lanes (each caller has one unit out).
-                while len(first) + len(later) < 8 * self.max_batch:
+                # Everything waiting, sorted into the lanes (each caller has one unit out).
+                while len(urgent) + len(first) + len(later) < 8 * self.max_batch:
                     try:
                         unit = self._receive.receive_nowait()
                     except trio.WouldBlock:
@@ -292,8 +301,9 @@ class Store:
                         closed = True
                         break
                     if unit is not _WAKE:
-                        (first if unit.first else later).append(unit)
-                batch = [first.popleft() for _ in range(min(len(first), self.max_batch))]
+                        _lane(lanes, unit).append(unit)
+                batch = [urgent.popleft() for _ in range(min(len(urgent), self.max_batch))]
+                batch += [first.popleft() for _ in range(min(len(first), self.max_batch - len(batch)))]
                 self._urgent_waiting -= sum(unit.urgent for unit in batch)
                 room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
                 batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
@@ -301,7 +311,7 @@ class Store:
                 if process is None:
                     # Not cancellable: a commit that started finishes, so its callers' outcome is known.
                     ran, failed = await trio.to_thread.run_sync(self._committer.commit, batch, limiter=self._writer_limiter)
-                    self._done(first, later, batch, ran, failed, started)
+                    self._done(lanes, batch, ran, failed, started)
                     continue
                 await process.send(batch)
                 if not self._collecting:
@@ -326,9 +336,7 @@ class Store:
         finally:
             self._collecting = False
 
-    def _done(
-        self, first: collections.deque[_Unit], later: collections.deque[_Unit], batch: list[_Unit], ran: int, failed: int, started: float
-    ) -> None:
+    def _done(self, lanes: tuple[collections.deque[_Unit], ...], batch: list[_Unit], ran: int, failed: int, started: float) -> None:
         """A batch's outcome: its callers go on, and what it did not run goes back to the head of its lane."""
         self.commits += 1
         self.units += ran
@@ -338,8 +346,8 @@ class Store:
         for unit in batch[:ran]:
             unit.done.set()
         deferred = batch[ran:]
-        first.extendleft(reversed([unit for unit in deferred if unit.first]))
-        later.extendleft(reversed([unit for unit in deferred if not unit.first]))
+        for unit in reversed(deferred):
+            _lane(lanes, unit).appendleft(unit)
         self._urgent_waiting += sum(unit.urgent for unit in deferred)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -359,8 +367,9 @@ class Store:
         return await self._write(True, fn, args, kwargs, urgent=True)
 
     async def write_ahead(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Like :meth:`write_first`, but a running batch is not cut short for it: for work
-        that holds a window but that no subscriber waits on (a delivery receipt)."""
+        """Like :meth:`write_first`, but a running batch is not cut short for it, and
+        write_first units waiting with it go first: for work that holds a window but that no
+        subscriber waits on (a delivery receipt)."""
         return await self._write(True, fn, args, kwargs)
 
     async def _write(

@@ -175,6 +175,7 @@ async def _arrive_during_a_slow_unit(
         hold_gate.set()
         await trio.to_thread.run_sync(slow_started.wait, 10)
         nursery.start_soon(getattr(store, arriving), note, "urgent")
+        await trio.testing.wait_all_tasks_blocked()
         for lane, name in after:
             nursery.start_soon(getattr(store, lane), note, name)
         await trio.testing.wait_all_tasks_blocked()
@@ -283,3 +284,18 @@ async def test_the_write_ahead_log_stays_bounded_under_a_steady_stream_of_commit
     assert len(steady) > 20
     # 100 pages of 4 KiB before a commit checkpoints, plus that commit's pages.
     assert max(steady) <= 1_000_000 + 100 * 4096 + 200 * 3 * 4096, max(steady)
+
+
+async def test_a_write_first_unit_goes_ahead_of_queued_write_ahead_units(store: Store) -> None:
+    """What a subscriber waits on (an MO) is written before what holds a window (receipts
+    queued before it), and both before bulk work."""
+    store.cut_after = 60.0
+    receipts = [("write_ahead", f"receipt{n}") for n in range(30)]
+    commit_of, order = await _arrive_during_a_slow_unit(store, "write_first", queued=[("write", "slow")], after=[*_bulk(0, 5), *receipts])
+    commit_of2, order2 = await _arrive_during_a_slow_unit(
+        store, "write_ahead", queued=[("write", "slow")], after=[*_bulk(5, 5), ("write_first", "mo")]
+    )
+    assert order[1] == "urgent" and sorted(order[2:32]) == sorted(f"receipt{n}" for n in range(30))
+    assert order2[1:3] == ["mo", "urgent"]
+    assert commit_of2["mo"] == commit_of2["urgent"] == commit_of2["slow"] + 1
+    assert all(commit_of2[f"bulk{n}"] >= commit_of2["mo"] for n in range(5, 10))
