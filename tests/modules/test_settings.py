@@ -121,7 +121,13 @@ INVALID: list[tuple[str, Callable[[Any], object], st.SearchStrategy[Any]]] = [
     ("poll timeout", lambda v: PollSettings((QUESTION,), session_timeout=v),
      st.floats(max_value=0.99) | st.floats(min_value=86_400.01) | not_numbers),
     ("poll questions", lambda v: PollSettings(v), st.just(()) | st.lists(st.builds(lambda: QUESTION), max_size=2)),
-    ("quiz answer number", lambda v: QuizQuestion("Q?", ("Paris", "Lyon"), str(v)), st.integers(min_value=3) | st.integers(max_value=0)),
+    # Answers are read punctuation aside, so "-1" names option 1 as "1." does: only numbers
+    # that name no option, whatever their sign, are invalid.
+    (
+        "quiz answer number",
+        lambda v: QuizQuestion("Q?", ("Paris", "Lyon"), str(v)),
+        st.integers(min_value=3) | st.just(0) | st.integers(max_value=-3),
+    ),
     ("quiz answer letter", lambda v: QuizQuestion("Q?", ("Paris", "Lyon"), v), st.sampled_from("cdefghiCDEFGHI")),
     ("quiz points", lambda v: QuizSettings((QUIZ_QUESTION,), points=v), st.integers(max_value=0) | st.integers(min_value=1001) | not_ints),
     ("quiz time limit", lambda v: QuizSettings((QUIZ_QUESTION,), time_limit=v),
