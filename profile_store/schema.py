@@ -216,10 +216,21 @@ mt_messages = Table(
     _one_of("status", MT_STATUSES),
     _one_of("kind", MT_KINDS),
     Index(None, "status", "priority", "next_attempt_at"),
-    Index(None, "in_reply_to"),
     Index(None, "subscriber_id"),
     Index(None, "campaign", "status"),
-    Index(None, "send_id", "subscriber_id"),
+)
+Index(
+    "ix_mt_messages_in_reply_to",
+    mt_messages.c.in_reply_to,
+    sqlite_where=mt_messages.c.in_reply_to.is_not(None),
+    postgresql_where=mt_messages.c.in_reply_to.is_not(None),
+)
+Index(
+    "ix_mt_messages_send_id_subscriber_id",
+    mt_messages.c.send_id,
+    mt_messages.c.subscriber_id,
+    sqlite_where=mt_messages.c.send_id.is_not(None),
+    postgresql_where=mt_messages.c.send_id.is_not(None),
 )
 #: finish_sends: does a running send still have a queued or sending MT? Partial: replies
 #: (no send) never touch it, so their inserts and status changes do not maintain it.
