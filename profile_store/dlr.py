@@ -271,8 +271,9 @@ def record_receipt(
     event["id"] = _INSERT_EVENT.insert_id(conn, event)
     if part is None:
         return ReceiptRecorded.from_row(event)
-    part_id, mt_id, part_status, *single = part
-    if single == [1]:
+    # A part matched by content comes without its MT's parts_total: the general refresh decides.
+    part_id, mt_id, part_status, *parts_total = part
+    if parts_total == [1]:
         mt_status = _refresh_single_part_mt(conn, mt_id, str(part_status), now)
     else:
         mt_status = refresh_mt_status(conn, mt_id, now)
