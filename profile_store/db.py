@@ -341,11 +341,13 @@ class Store:
 
     def _done(self, lanes: tuple[collections.deque[_Unit], ...], batch: list[_Unit], ran: int, failed: int, started: float) -> None:
         """A batch's outcome: its callers go on, and what it did not run goes back to the head of its lane."""
-        self.commits += 1
-        self.units += ran
-        self.failed_units += failed
-        if self.on_commit is not None:
-            self.on_commit(time.perf_counter() - started, ran)
+        if ran:
+            # A writer process gives back whole a batch it had not begun (nothing committed).
+            self.commits += 1
+            self.units += ran
+            self.failed_units += failed
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, ran)
         for unit in batch[:ran]:
             unit.done.set()
         deferred = batch[ran:]

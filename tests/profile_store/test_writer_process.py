@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import attrs
 import pytest
 import sqlalchemy as sa
 import structlog
@@ -179,6 +180,30 @@ def _ran(conn: sa.Connection, counter: Counter) -> int:
     return counter.bump()
 
 
+@attrs.define
+class _Numbered:
+    """Units that number themselves in the order they run in the writer, and a pair of
+    fifos for :func:`_fifo_gate` (``started``, ``gate``)."""
+
+    store: Store
+    started: Path
+    gate: Path
+    counter: Counter = attrs.Factory(lambda: Counter(0))
+    ran: dict[str, int] = attrs.Factory(dict)
+
+    @classmethod
+    def make(cls, store: Store, tmp_path: Path) -> "_Numbered":
+        started, gate = tmp_path / "started", tmp_path / "gate"
+        os.mkfifo(started)
+        os.mkfifo(gate)
+        numbered = cls(store, started, gate)
+        store.keep_resident(numbered.counter)
+        return numbered
+
+    async def write(self, method: str, name: str) -> None:
+        self.ran[name] = await getattr(self.store, method)(_ran, self.counter)
+
+
 async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tmp_path: Path) -> None:
     """A write_first unit that arrives while the writer process runs a batch of bulk units
     waits for the unit running then, not for the whole batch: it is done before all but at
@@ -186,17 +211,8 @@ async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tm
     # Set once the child runs: the setting reaches it with the next batch.
     await store.write(_pid)
     store.cut_after = 0.0
-    started, gate = tmp_path / "started", tmp_path / "gate"
-    os.mkfifo(started)
-    os.mkfifo(gate)
-    # Units number themselves in the order they run in the writer.
-    counter = Counter(0)
-    store.keep_resident(counter)
-    ran: dict[str, int] = {}
-
-    async def write(method: str, name: str) -> None:
-        ran[name] = await getattr(store, method)(_ran, counter)
-
+    numbered = _Numbered.make(store, tmp_path)
+    started, gate, write, ran = numbered.started, numbered.gate, numbered.write, numbered.ran
     async with trio.open_nursery() as nursery:
         # Held: a commit in flight while the bulk units queue up behind it.
         nursery.start_soon(store.write, _fifo_gate, str(started), str(gate), "hold")
@@ -214,6 +230,32 @@ async def test_a_long_batch_is_cut_short_for_a_write_first_unit(store: Store, tm
         await trio.to_thread.run_sync(gate.write_text, "!")
     # The bulk units went out as one batch while "slow" ran; the poke cut it after its first unit.
     assert ran["urgent"] <= 2 and sorted(ran.values()) == list(range(1, 52))
+
+
+async def test_a_queued_batch_of_bulk_is_given_back_for_a_write_first_unit(store: Store, tmp_path: Path) -> None:
+    """Bulk units sent to the writer process behind a running batch, before a write_first
+    unit arrived, are given back before they begin: that unit, which waited for the running
+    batch, does not wait for the queued one too. The bulk units all run afterwards, once each."""
+    await store.write(_pid)
+    process = store.writer_process
+    assert process is not None
+    numbered = _Numbered.make(store, tmp_path)
+    started, gate, write, ran = numbered.started, numbered.gate, numbered.write, numbered.ran
+    commits = store.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.write, _fifo_gate, str(started), str(gate), "hold")
+        await trio.to_thread.run_sync(started.read_text)
+        for n in range(50):
+            nursery.start_soon(write, "write", f"bulk{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        # The bulk went out as the second batch, queued in the child behind "hold".
+        assert process.in_flight == 2
+        nursery.start_soon(write, "write_first", "urgent")
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.to_thread.run_sync(gate.write_text, "!")
+    assert ran["urgent"] == 1 and sorted(ran.values()) == list(range(1, 52))
+    # "hold", then the urgent unit with max_later bulk units, then the rest: no empty commit counted.
+    assert store.commits - commits == 3
 
 
 async def test_an_in_memory_database_cannot_have_a_writer_process() -> None:
