@@ -69,7 +69,8 @@ BURST = min(RATE, WINDOW)
 JITTER = 0.25
 #: Vote MOs offered per second, idle and under the multicast, and how many while idle.
 VOTE_RATE = 20.0
-IDLE_VOTES = 60
+#: Enough that the idle p99 is not just the slowest of a few dozen.
+IDLE_VOTES = 200
 #: Seconds from a submit to its delivery receipt: operator SMSCs report delivery after the
 #: submit_sm_resp, not with it.
 RECEIPT_DELAY = 0.5
