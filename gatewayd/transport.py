@@ -85,13 +85,26 @@ class BindFailed(GatewayError):
         self.command_status = command_status
 
 
+#: Called with a request's response, or with the error that ended the wait for it.
+OnResponse = Callable[[Pdu | None, Exception | None], None]
+
+
 @attrs.define
 class _Waiter:
-    """One request awaiting its response."""
+    """One request awaiting its response: a task waits on ``done``, or ``callback`` is called."""
 
-    done: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event | None = attrs.Factory(trio.Event)
     response: Pdu | None = None
     error: Exception | None = None
+    callback: OnResponse | None = None
+
+    def settle(self, response: Pdu | None, error: Exception | None) -> None:
+        if self.callback is not None:
+            self.callback(response, error)
+            return
+        self.response, self.error = response, error
+        assert self.done is not None
+        self.done.set()
 
 
 #: Tells this process's connections from those of earlier runs and other nodes.
@@ -215,11 +228,25 @@ class SmppConnection:
             await self._room.park()
         sent = self.send_nowait(pdu)
         waiter = self._waiters[sent.sequence] = _Waiter()
+        assert waiter.done is not None
         await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.response is not None
         return waiter.response
+
+    def request_nowait(self, pdu: Pdu, on_response: OnResponse) -> None:
+        """Send a message request now, with no task waiting for its answer: ``on_response``
+        is called with the response (or generic_nack), or with the ConnectionGone or
+        ResponseTimeout that ended the wait. It runs in the connection's tasks and must
+        not raise. Costs less than :meth:`request` where many requests are in flight.
+
+        Raises:
+            LocalProtocolError: not bound for requests, or the window is full (WindowFull):
+                check :attr:`SmppSession.can_submit` first.
+        """
+        sent = self.send_nowait(pdu)
+        self._waiters[sent.sequence] = _Waiter(done=None, callback=on_response)
 
     def answer(self, response: Pdu) -> None:
         """Send the application's response to a request from :attr:`requests`.
@@ -343,10 +370,9 @@ class SmppConnection:
         self._closed.set()
         self._wake_writer.set()
         self._requests_in.close()
-        for waiter in self._waiters.values():
-            waiter.error = ConnectionGone(f"{self.name}: {self.close_reason}")
-            waiter.done.set()
-        self._waiters.clear()
+        waiters, self._waiters = list(self._waiters.values()), {}
+        for waiter in waiters:
+            waiter.settle(None, ConnectionGone(f"{self.name}: {self.close_reason}"))
         self._room.unpark_all()
         self._idle.set()
         self._bind_done.set()
@@ -354,8 +380,7 @@ class SmppConnection:
     def _resolve(self, sequence: int, response: Pdu | None, error: Exception | None) -> None:
         waiter = self._waiters.pop(sequence, None)
         if waiter is not None:
-            waiter.response, waiter.error = response, error
-            waiter.done.set()
+            waiter.settle(response, error)
         self._room.unpark()
         if not self.session.in_flight:
             self._idle.set()

@@ -65,6 +65,20 @@ def receipt_text(message_id: str, *, stat: str, err: str, submitted: dt.datetime
     ).encode("latin-1", "replace")
 
 
+@attrs.define(eq=False)
+class _Receipt:
+    """A receipt owed for a submit, until the ESME acknowledges it or the attempts run out."""
+
+    #: The connection the submit came in on: the receipt goes back over it while it can.
+    conn: SmppConnection
+    submit: SubmitSm | DataSm
+    message_id: str
+    submitted: dt.datetime
+    #: Built when first sent (its done date is then), kept for the retries.
+    pdu: DeliverSm | None = None
+    attempts: int = 0
+
+
 class SmscSimulator:
     """A simulated SMSC listening on a TCP port.
 
@@ -117,7 +131,7 @@ class SmscSimulator:
         self._nursery: trio.Nursery | None = None
         # Receipts waiting for their delay, in the order they fall due (the delay is one for
         # all), and the event that wakes the task that sends them.
-        self._due_receipts: collections.deque[tuple[float, SmppConnection, SubmitSm | DataSm, str, dt.datetime]] = collections.deque()
+        self._due_receipts: collections.deque[tuple[float, _Receipt]] = collections.deque()
         self._receipt_queued = trio.Event()
         self._rr = 0
         #: The TCP port, once listening.
@@ -222,16 +236,17 @@ class SmscSimulator:
         self.stats["submits_accepted"] += 1
         self.stats[f"submits_accepted:{conn.name}"] += 1
         if self.delivery_receipts and pdu.registered_delivery & 0x03 and self._nursery is not None:
+            receipt = _Receipt(conn, pdu, message_id, self._clock())
             if self.receipt_delay:
-                self._due_receipts.append((trio.current_time() + self.receipt_delay, conn, pdu, message_id, self._clock()))
+                self._due_receipts.append((trio.current_time() + self.receipt_delay, receipt))
                 self._receipt_queued.set()
             else:
-                self._nursery.start_soon(self._send_receipt, conn, pdu, message_id, self._clock())
+                self._send_receipt(receipt)
 
     async def _release_receipts(self) -> None:
-        """Start sending each queued receipt when its delay is over: one timer for all of
-        them, rather than a sleeping task each (at a thousand submits a second those sleeps
-        cost the simulator more than answering the submits)."""
+        """Send each queued receipt when its delay is over: one timer for all of them, rather
+        than a sleeping task each (at a thousand submits a second those sleeps cost the
+        simulator more than answering the submits)."""
         due = self._due_receipts
         while True:
             if not due:
@@ -240,16 +255,65 @@ class SmscSimulator:
                 continue
             now = trio.current_time()
             while due and due[0][0] <= now:
-                _, conn, pdu, message_id, submitted = due.popleft()
-                assert self._nursery is not None
-                self._nursery.start_soon(self._send_receipt, conn, pdu, message_id, submitted)
+                self._send_receipt(due.popleft()[1])
             if due:
                 await trio.sleep_until(due[0][0])
 
-    async def _send_receipt(self, conn: SmppConnection, pdu: SubmitSm | DataSm, message_id: str, submitted: dt.datetime) -> None:
+    def _send_receipt(self, receipt: _Receipt) -> None:
+        """Send a receipt over the bind its message came in on (or another receiver), with no
+        task of its own while the window has room: at thousands of receipts a second a task
+        each costs the simulator more than the rest of the receipt."""
+        if receipt.pdu is None:
+            receipt.pdu = self._receipt_pdu(receipt)
+        try:
+            conn = self._receiver(prefer=receipt.conn)
+        except LookupError:
+            self._receipt_failed(receipt)
+            return
+        if conn.session.can_submit:
+            conn.request_nowait(receipt.pdu, functools.partial(self._receipt_answered, receipt))
+        else:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._send_receipt_when_room, conn, receipt)
+
+    async def _send_receipt_when_room(self, conn: SmppConnection, receipt: _Receipt) -> None:
+        assert receipt.pdu is not None
+        try:
+            response: Pdu | None = await conn.request(receipt.pdu)
+        except (ConnectionGone, ResponseTimeout):
+            response = None
+        self._receipt_answered(receipt, response, None)
+
+    def _receipt_answered(self, receipt: _Receipt, response: Pdu | None, error: Exception | None) -> None:
+        if response is not None and response.ok:
+            self.stats["receipts_sent"] += 1
+        else:
+            self._receipt_failed(receipt)
+
+    def _receipt_failed(self, receipt: _Receipt) -> None:
+        """Like an operator SMSC, keep a receipt until the ESME acknowledges it: try again
+        after :attr:`receipt_retry_delay`, :attr:`receipt_attempts` times in all."""
+        receipt.attempts += 1
+        if receipt.attempts >= self.receipt_attempts or self._nursery is None:
+            self.stats["receipts_lost"] += 1
+            return
+        try:
+            self._nursery.start_soon(self._retry_receipt, receipt)
+        except RuntimeError:  # the simulator is stopping: its nursery takes no more tasks
+            self.stats["receipts_lost"] += 1
+            return
+        self.stats["receipts_retried"] += 1
+
+    async def _retry_receipt(self, receipt: _Receipt) -> None:
+        await trio.sleep(self.receipt_retry_delay)
+        self._send_receipt(receipt)
+
+    def _receipt_pdu(self, receipt: _Receipt) -> DeliverSm:
+        pdu = receipt.submit
+        message_id = receipt.message_id
         text = decode_short_message(pdu.short_message if isinstance(pdu, SubmitSm) else pdu.payload, pdu.data_coding)
-        body = receipt_text(message_id, stat="DELIVRD", err="000", submitted=submitted, done=self._clock(), text=text)
-        receipt = DeliverSm(
+        body = receipt_text(message_id, stat="DELIVRD", err="000", submitted=receipt.submitted, done=self._clock(), text=text)
+        return DeliverSm(
             source_addr_ton=pdu.dest_addr_ton,
             source_addr_npi=pdu.dest_addr_npi,
             source_addr=pdu.destination_addr,
@@ -263,18 +327,6 @@ class SmscSimulator:
                 (Tag.MESSAGE_STATE, bytes([MessageState.DELIVERED])),
             ),
         )
-        # Like an operator SMSC, keep a receipt until the ESME acknowledges it.
-        for _ in range(self.receipt_attempts):
-            try:
-                response = await self._receiver(prefer=conn).request(receipt)
-            except (ConnectionGone, ResponseTimeout, LookupError):
-                response = None
-            if response is not None and response.ok:
-                self.stats["receipts_sent"] += 1
-                return
-            self.stats["receipts_retried"] += 1
-            await trio.sleep(self.receipt_retry_delay)
-        self.stats["receipts_lost"] += 1
 
     def _notify_bound(self) -> None:
         self._bound_changed.set()

@@ -32,16 +32,22 @@ async def test_a_submit_queued_when_the_connection_closed_is_not_counted_as_rece
     assert simulator.stats["submits_unanswerable"] == 1
 
 
+async def _bound_esme(nursery: trio.Nursery, simulator: SmscSimulator) -> SmppConnection:
+    """Run ``simulator`` in ``nursery`` and bind an ESME to it as transceiver over memory streams."""
+    await nursery.start(simulator.run)
+    ours, theirs = trio.testing.memory_stream_pair()
+    nursery.start_soon(simulator.handle_stream, theirs)
+    esme = SmppConnection(ours, SmppSession(Role.ESME, SessionConfig()), name="esme")
+    await nursery.start(esme.run)
+    await esme.bind(Bind(mode=BindMode.TRANSCEIVER, system_id="gw", password="pw"))
+    return esme
+
+
 async def test_receipts_go_out_after_the_delay_in_the_order_of_their_submits(autojump_clock: trio.testing.MockClock) -> None:
     simulator = SmscSimulator(system_id="gw", password="pw", receipt_delay=5.0)
     arrivals: list[tuple[float, str]] = []
     async with trio.open_nursery() as nursery:
-        await nursery.start(simulator.run)
-        ours, theirs = trio.testing.memory_stream_pair()
-        nursery.start_soon(simulator.handle_stream, theirs)
-        esme = SmppConnection(ours, SmppSession(Role.ESME, SessionConfig()), name="esme")
-        await nursery.start(esme.run)
-        await esme.bind(Bind(mode=BindMode.TRANSCEIVER, system_id="gw", password="pw"))
+        esme = await _bound_esme(nursery, simulator)
 
         async def answer_receipts() -> None:
             async for pdu in esme.requests:
@@ -66,3 +72,38 @@ async def test_receipts_go_out_after_the_delay_in_the_order_of_their_submits(aut
     for (at, _), (offset, _) in zip(arrivals, ids):
         assert 5.0 <= at - start - offset < 5.1
     assert simulator.stats["receipts_sent"] == 4
+
+
+async def test_a_refused_receipt_is_sent_again_until_acknowledged_then_given_up(autojump_clock: trio.testing.MockClock) -> None:
+    simulator = SmscSimulator(system_id="gw", password="pw")
+    simulator.receipt_retry_delay = 2.0
+    simulator.receipt_attempts = 3
+    arrivals: list[tuple[float, str]] = []
+    async with trio.open_nursery() as nursery:
+        esme = await _bound_esme(nursery, simulator)
+        refuse = {"first": 1, "second": 5}
+
+        async def answer_receipts() -> None:
+            async for pdu in esme.requests:
+                assert isinstance(pdu, DeliverSm) and pdu.is_receipt
+                label = pdu.short_message.decode().rsplit("text:", 1)[1]
+                arrivals.append((trio.current_time(), label))
+                refused = refuse[label] > 0
+                refuse[label] -= 1
+                esme.answer(pdu.response(0x64 if refused else 0))
+
+        nursery.start_soon(answer_receipts)
+        start = trio.current_time()
+        for label in ("first", "second"):
+            submit = SubmitSm(source_addr="4160", destination_addr="306900000001", short_message=label.encode(), registered_delivery=1)
+            assert (await esme.request(submit)).ok
+        await trio.sleep(60)
+        nursery.cancel_scope.cancel()
+
+    # "first" is refused once and acknowledged on its second try; "second" is refused on all three.
+    assert sorted((round(at - start), label) for at, label in arrivals) == [
+        (0, "first"), (0, "second"), (2, "first"), (2, "second"), (4, "second")
+    ]
+    assert simulator.stats["receipts_sent"] == 1
+    assert simulator.stats["receipts_retried"] == 3
+    assert simulator.stats["receipts_lost"] == 1

@@ -168,6 +168,35 @@ async def test_abort_fails_waiting_requests(nursery: trio.Nursery, autojump_cloc
         await esme.request(SubmitSm(source_addr="4160", destination_addr="4477", short_message=b"x"))
 
 
+async def test_request_nowait_calls_back_with_the_response_the_timeout_or_the_loss(nursery: trio.Nursery, autojump_clock: object) -> None:
+    """A request sent with request_nowait ends in exactly one call: its response, ResponseTimeout, or ConnectionGone."""
+    esme, smsc = await _pair(nursery)
+    outcomes: dict[str, list[tuple[object, object]]] = {"answered": [], "ignored": [], "cut": []}
+
+    def submit(label: str) -> None:
+        pdu = SubmitSm(source_addr="4160", destination_addr="4477", short_message=label.encode())
+        esme.request_nowait(pdu, lambda response, error: outcomes[label].append((response, error)))
+
+    submit("answered")
+    submit("ignored")
+    first = await smsc.requests.receive()
+    smsc.answer(first.response(0, "m-1"))
+    await trio.sleep(1)
+    ((response, error),) = outcomes["answered"]
+    assert error is None and response.ok and response.message_id == "m-1"
+    assert outcomes["ignored"] == []
+    await trio.sleep(10)
+    ((response, error),) = outcomes["ignored"]
+    assert response is None and isinstance(error, ResponseTimeout)
+
+    submit("cut")
+    esme.abort("test")
+    await trio.sleep(1)
+    ((response, error),) = outcomes["cut"]
+    assert response is None and isinstance(error, ConnectionGone)
+    assert [len(calls) for calls in outcomes.values()] == [1, 1, 1]
+
+
 async def test_unbind_handshake_closes_both_ends(nursery: trio.Nursery, autojump_clock: object) -> None:
     """unbind() waits for unbind_resp; both connections end closed with the reasons of each side."""
     esme, smsc = await _pair(nursery)
