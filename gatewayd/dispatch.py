@@ -17,14 +17,14 @@ import collections
 import contextlib
 import functools
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import attrs
 import sqlalchemy as sa
 import structlog
 import trio
 
-from profile_store.committer import transient
+from profile_store.committer import runs_together, transient
 from profile_store.db import Store, StoreUnavailable
 from profile_store.mo import MoPartIn, pending_mos, store_mo_part
 from profile_store.mt import ClaimedMt, MtRequest, enqueue_claimed, enqueue_mt
@@ -243,6 +243,54 @@ _INLINE_ROLLBACK = Prepared(sa.text("ROLLBACK TO SAVEPOINT store_and_process"))
 Inline = tuple[MoProcessor, Callable[[str], int], tuple[str, float] | None]
 
 
+def _decide_stored(
+    conn: sa.Connection, mos: list[StoredMo], now: float, inline: Inline
+) -> list[Processed | Failed] | None:
+    """Decide about MOs just stored, in a savepoint: None (their writes undone, the MOs still
+    'stored') when deciding raises anything but a transient database error."""
+    processor, next_ref, claim = inline
+    _INLINE_SAVEPOINT.run(conn, {})
+    try:
+        outcomes: list[Processed | Failed] | None = process_mos(conn, mos, now, processor, next_ref, claim)
+    except Exception as exc:
+        if isinstance(exc, sa.exc.DBAPIError) and transient(exc):
+            raise
+        _INLINE_ROLLBACK.run(conn, {})
+        outcomes = None
+    _INLINE_RELEASE.run(conn, {})
+    return outcomes
+
+
+def _store_and_process_together(
+    conn: sa.Connection, calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+) -> list[tuple[MoStored, list[Processed | Failed] | None]]:
+    """:func:`store_and_process` for the MOs of one batch: each part is stored, then the MOs
+    they complete are decided about in one :func:`process_mos` (a few statements for all of
+    them, as the dispatcher's batches are) per processor. When deciding raises, none of
+    those MOs has an outcome: they stay 'stored' for the dispatcher."""
+    stored = [store_mo_part(conn, part, now, **options) for (part, now, _inline), options in calls]
+    results: list[tuple[MoStored, list[Processed | Failed] | None]] = [(one, None) for one in stored]
+    # Every call of one dispatcher carries the same processor, reference counter and claim.
+    groups: list[tuple[Inline, list[int]]] = []
+    for index, ((_part, _now, inline), _options) in enumerate(calls):
+        if stored[index].duplicate or stored[index].mo is None:
+            continue
+        for key, members in groups:
+            if key[0] is inline[0] and key[1:] == inline[1:]:
+                members.append(index)
+                break
+        else:
+            groups.append((inline, [index]))
+    for inline, members in groups:
+        now = max(calls[index][0][1] for index in members)
+        outcomes = _decide_stored(conn, [stored[index].mo for index in members], now, inline)  # type: ignore[misc]
+        if outcomes is not None:
+            for index, outcome in zip(members, outcomes, strict=True):
+                results[index] = (stored[index], [outcome])
+    return results
+
+
+@runs_together(_store_and_process_together)
 def store_and_process(
     conn: sa.Connection, part: MoPartIn, now: float, inline: Inline, **store: object
 ) -> tuple[MoStored, list[Processed | Failed] | None]:
@@ -253,21 +301,14 @@ def store_and_process(
     The part is stored whatever the decision does: when deciding raises (a database error
     that is not transient, or a bug), its writes are undone and the outcome is None, so the
     MO stays 'stored' for the dispatcher, which finds the culprit and marks it failed.
+
+    The units of one batch run together (:func:`~profile_store.committer.runs_together`):
+    their MOs are decided about in one :func:`process_mos`.
     """
     stored = store_mo_part(conn, part, now, **store)  # type: ignore[arg-type]
     if stored.duplicate or stored.mo is None:
         return stored, None
-    processor, next_ref, claim = inline
-    _INLINE_SAVEPOINT.run(conn, {})
-    try:
-        outcomes = process_mos(conn, [stored.mo], now, processor, next_ref, claim)
-    except Exception as exc:
-        if isinstance(exc, sa.exc.DBAPIError) and transient(exc):
-            raise
-        _INLINE_ROLLBACK.run(conn, {})
-        outcomes = None
-    _INLINE_RELEASE.run(conn, {})
-    return stored, outcomes
+    return stored, _decide_stored(conn, [stored.mo], now, inline)
 
 
 class Dispatcher:
@@ -300,7 +341,7 @@ class Dispatcher:
         batch: int = 100,
         queue_size: int = 10_000,
         sweep_interval: float = 5.0,
-        inline_limit: int = 4,
+        inline_limit: int = 32,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -348,9 +389,11 @@ class Dispatcher:
         an MO as it is stored, or None to leave it to :meth:`submit`.
 
         None while the dispatcher is not running or not told to (:attr:`decide_on_store`),
-        and while it has MOs of its own or ``inline_limit`` MOs are being stored this way:
-        under load, MOs decided in batches cost the store far less each than one per unit,
-        so only a lightly loaded gateway answers this way.
+        while it has MOs of its own (an older MO of the same subscriber may be among them),
+        and while ``inline_limit`` MOs are being stored this way. The MOs stored in one batch
+        are decided about together, in one :func:`process_mos`, so deciding this way costs
+        the store no more under load than the dispatcher's batches do, and a reply waits
+        for one commit rather than two.
         """
         if not (self._running and self.decide_on_store) or self._queued or self._busy or self._inline >= self.inline_limit:
             yield None

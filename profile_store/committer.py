@@ -6,15 +6,16 @@ The writer runs on a worker thread of the gateway's process, or in a process of 
 
 from __future__ import annotations
 
+import functools
 import random
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["COMMIT_ATTEMPTS", "Committer", "StoreError", "StoreUnavailable", "Unit"]
+__all__ = ["COMMIT_ATTEMPTS", "Committer", "StoreError", "StoreUnavailable", "Unit", "runs_together"]
 
 log = structlog.get_logger("profile_store.db")
 
@@ -41,6 +42,39 @@ class Unit(Protocol):
     first: bool
     result: Any
     error: BaseException | None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Runs many calls of a unit function as one: given the connection and each call's
+#: positional and keyword arguments, returns each call's result, in order.
+Together = Callable[[Connection, Sequence[tuple[tuple[Any, ...], dict[str, Any]]]], list[Any]]
+
+
+def runs_together(together: Together) -> Callable[[F], F]:
+    """Mark a unit function whose units in one batch may run as one call of ``together``.
+
+    The batch's first-lane units of that function (:attr:`Unit.first`) then run together,
+    in their order, where the first of them stood: a unit's position within its batch is
+    not something its caller can see, for every unit of a batch commits at once. When the
+    call raises, the batch runs again with a savepoint per unit, each through the function
+    itself, so only the failing unit fails.
+    """
+
+    def mark(fn: F) -> F:
+        fn.runs_together = together  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def _together(fn: Callable[..., Any]) -> Together | None:
+    target = fn.func if isinstance(fn, functools.partial) and not fn.args else fn
+    return getattr(target, "runs_together", None)
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, dict(fn.keywords) if isinstance(fn, functools.partial) else {}
 
 
 class _RetryIsolated(Exception):
@@ -132,20 +166,48 @@ class Committer:
                 whole batch is retried, it is nobody's fault.
         """
         deadline = time.perf_counter() + self.cut_after
+        grouped = self._groups(batch)
         for ran, unit in enumerate(batch):
             # Only bulk units are left for later: the batch's first-lane units came before
             # the ones waiting.
             if ran and not unit.first and time.perf_counter() > deadline and self.urgent():
                 return ran, True
+            group = grouped.get(ran)
             try:
-                unit.result = unit.fn(conn, *unit.args)
+                if group is None:
+                    unit.result = unit.fn(conn, *unit.args)
+                elif group:
+                    together = _together(unit.fn)
+                    assert together is not None
+                    members = [batch[index] for index in group]
+                    results = together(conn, [_call(member.fn, member.args) for member in members])
+                    for member, result in zip(members, results, strict=True):
+                        member.result = result
             except sa.exc.DBAPIError as exc:
                 if transient(exc):
                     raise
-                return ran + 1, False
+                return max([ran, *(group or ())]) + 1, False
             except Exception:
-                return ran + 1, False
+                return max([ran, *(group or ())]) + 1, False
         return len(batch), True
+
+    @staticmethod
+    def _groups(batch: list[Unit]) -> dict[int, list[int]]:
+        """The first-lane units that run together: the indices of each group's members by the
+        index of its first, and an empty list by the index of each other member."""
+        groups: dict[Together, list[int]] = {}
+        for index, unit in enumerate(batch):
+            if not unit.first:
+                break
+            together = _together(unit.fn)
+            if together is not None:
+                groups.setdefault(together, []).append(index)
+        plan: dict[int, list[int]] = {}
+        for members in groups.values():
+            if len(members) > 1:
+                plan[members[0]] = members
+                plan.update(dict.fromkeys(members[1:], []))
+        return plan
 
     @staticmethod
     def _run_isolated(conn: Connection, batch: list[Unit]) -> None:

@@ -321,3 +321,66 @@ async def test_a_decision_breaking_a_constraint_on_store_leaves_the_mo_stored_fo
     await _settle(store, dispatcher, 1)
     assert await store.read(_statuses) == [("failed", None)]
     assert await store.read(_count("mo_parts")) == 1 and await store.read(_count("mt_messages")) == 0
+
+
+class _ReplyingInBatches:
+    """A processor that replies, and notes the MOs of each batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def prepare(self, conn: sa.Connection, batch: list[StoredMo], now: float) -> None:
+        self.batches.append([mo.id for mo in batch])
+
+    def __call__(self, conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        return _reply(conn, mo, now)
+
+
+async def _accept_together(accept: StoreAccept, numbers: range) -> list[int]:
+    """Accept an MO from each number at once (so they share the store's next commit); their statuses."""
+    statuses: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        statuses[i] = await accept(_inbound(i))
+
+    async with trio.open_nursery() as nursery:
+        for i in numbers:
+            nursery.start_soon(one, i)
+    return [statuses[i] for i in numbers]
+
+
+async def test_mos_stored_in_one_commit_are_decided_about_together(nursery: trio.Nursery, store: Store) -> None:
+    """MOs whose units share a commit are decided about in one process_mos: the processor
+    prepares one batch of all of them, and each reply is enqueued, claimed and handed over."""
+    processor = _ReplyingInBatches()
+    dispatcher, accept, handed, claimed = await _deciding(nursery, store, processor)
+    commits = store.commits
+    assert await _accept_together(accept, range(1, 7)) == [CommandStatus.ESME_ROK] * 6
+    assert store.commits == commits + 1
+    assert [sorted(batch) for batch in processor.batches] == [[1, 2, 3, 4, 5, 6]]
+    assert handed == [] and dispatcher.processed == 6
+    assert sorted(mt.msisdn for mt in claimed) == [f"+3069{i:08d}" for i in range(1, 7)]
+    assert await store.read(_statuses) == [("processed", "test")] * 6
+
+
+async def test_when_deciding_a_commits_mos_together_breaks_they_are_handed_over_stored(nursery: trio.Nursery, store: Store) -> None:
+    """A database error while deciding about MOs together undoes only the decisions: every MO
+    is stored and acknowledged, handed over, and the dispatcher fails the culprit alone."""
+
+    def decide(conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        def apply(conn: sa.Connection, now: float) -> list[MtRequest]:
+            _insert_subscriber(conn, mo.msisdn)  # already there: a unique violation
+            return []
+
+        if mo.msisdn.endswith("3"):
+            return Decision(route="applied", apply=apply)
+        return _reply(conn, mo, now)
+
+    dispatcher, accept, handed, _ = await _deciding(nursery, store, decide)
+    assert await _accept_together(accept, range(1, 5)) == [CommandStatus.ESME_ROK] * 4
+    assert sorted(mo.id for mo in handed) == [1, 2, 3, 4]
+    await _settle(store, dispatcher, 4)
+    query = "SELECT s.msisdn, m.status FROM mo_messages m JOIN subscribers s ON s.id = m.subscriber_id ORDER BY s.msisdn"
+    statuses = await store.read(lambda conn: [tuple(row) for row in conn.execute(sa.text(query))])
+    assert statuses == [(f"+3069{i:08d}", "failed" if i == 3 else "processed") for i in range(1, 5)]
+    assert await store.read(_count("mt_messages")) == 3
