@@ -120,6 +120,8 @@ class _Unit:
     first: bool = False
     #: Someone waits on it: a long batch running when it arrives is cut short.
     urgent: bool = False
+    #: Goes in a batch of its own: the writer process could not read the last batch it was in.
+    alone: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -132,6 +134,14 @@ _WAKE: Any = object()
 def _lane(lanes: tuple[collections.deque[_Unit], ...], unit: _Unit) -> collections.deque[_Unit]:
     """The writer's lane for ``unit``: write_first, write_ahead or write (see Store._write_batches)."""
     return lanes[0] if unit.urgent else lanes[1] if unit.first else lanes[2]
+
+
+def _take(lane: collections.deque[_Unit], most: int) -> list[_Unit]:
+    """Up to ``most`` units from the head of ``lane``, stopping at one that goes alone."""
+    taken: list[_Unit] = []
+    while lane and len(taken) < most and not lane[0].alone:
+        taken.append(lane.popleft())
+    return taken
 
 
 class Store:
@@ -305,11 +315,15 @@ class Store:
                         break
                     if unit is not _WAKE:
                         _lane(lanes, unit).append(unit)
-                batch = [urgent.popleft() for _ in range(min(len(urgent), self.max_batch))]
-                batch += [first.popleft() for _ in range(min(len(first), self.max_batch - len(batch)))]
+                alone = next((lane for lane in lanes if lane and lane[0].alone), None)
+                if alone is not None:
+                    batch = [alone.popleft()]
+                else:
+                    batch = _take(urgent, self.max_batch)
+                    batch += _take(first, self.max_batch - len(batch))
+                    room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
+                    batch += _take(later, max(room, 1))
                 self._urgent_waiting -= sum(unit.urgent for unit in batch)
-                room = min(self.max_batch - len(batch), self.max_later) if batch else self.max_batch
-                batch += [later.popleft() for _ in range(min(len(later), max(room, 1)))]
                 started = time.perf_counter()
                 if process is None:
                     # Not cancellable: a commit that started finishes, so its callers' outcome is known.

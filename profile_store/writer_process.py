@@ -15,7 +15,9 @@ attribute changes; the units refer to the child's copy. A second socket pair car
 "a subscriber's unit waits" signal that lets the child cut a long batch short.
 
 Callers see what they would see with a writer thread, with one difference: a unit's
-function and arguments must pickle (an unpicklable unit fails alone, with a TypeError).
+function and arguments must pickle (an unpicklable unit fails alone, with a TypeError)
+and load in the child (a batch the child cannot load is sent again unit by unit, and a
+unit that still cannot be loaded fails alone, with StoreUnavailable).
 If the child dies, the batch in flight fails with StoreUnavailable (it may or may not have
 been committed, as when a database connection dies during COMMIT) and the next batch
 starts another child.
@@ -50,6 +52,8 @@ _LENGTH = struct.Struct("!I")
 _POKE = struct.Struct("!I")
 #: Frames the parent sends: the first carries the database URL and settings.
 _HELLO, _BATCH = 1, 2
+#: In place of the count of units run: the child could not read the batch.
+UNREADABLE = -1
 
 
 def _mappingproxy(mapping: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
@@ -65,7 +69,10 @@ _RESIDENTS: dict[int, Any] = {}
 
 
 def _resident(key: int) -> Any:
-    return _RESIDENTS[key]
+    try:
+        return _RESIDENTS[key]
+    except KeyError:
+        raise LookupError(f"resident object {key} is not in the store writer process (its install could not be read)") from None
 
 
 class _ValuePickler(pickle.Pickler):
@@ -170,10 +177,13 @@ class _Flight:
     number: int = 0
     outcome: tuple[int, int] | None = None
 
-    def settle(self, reply: tuple[int, int, list[tuple[Any, BaseException | None]]]) -> None:
+    def settle(self, reply: tuple[int, int, Any]) -> None:
         ran, failed, outcomes = reply
-        for unit, (result, error) in zip(self.sent, outcomes):
-            unit.result, unit.error = result, error
+        if ran == UNREADABLE:
+            ran, failed = self._unreadable(str(outcomes))
+        else:
+            for unit, (result, error) in zip(self.sent, outcomes):
+                unit.result, unit.error = result, error
         batch = self.batch
         if len(self.sent) < len(batch):
             sent = set(map(id, self.sent))
@@ -181,6 +191,17 @@ class _Flight:
             batch[:] = unsent + self.sent
             ran, failed = ran + len(unsent), failed + len(unsent)
         self.outcome = (ran, failed)
+
+    def _unreadable(self, reason: str) -> tuple[int, int]:
+        """The child could not read the units sent: one alone fails; several are given back,
+        each to be sent again in a batch of its own (see ``Unit.alone``)."""
+        if len(self.sent) == 1:
+            (unit,) = self.sent
+            unit.result, unit.error = None, StoreUnavailable(f"the store writer process cannot read this unit: {reason}")
+            return 1, 1
+        for unit in self.sent:
+            unit.alone = True  # type: ignore[attr-defined]
+        return 0, 0
 
 
 class WriterProcess:
@@ -434,14 +455,21 @@ def serve(fd: int, poke_fd: int, configure_logging: Callable[[str, str], None] |
             if frame is None:
                 return
             header, body = frame
-            kind, current, installs, forgotten, logging, committer.cut_after = pickle.loads(header)
-            if logging is not None and configure_logging is not None:
-                configure_logging(*logging)
-            for key in forgotten:
-                _RESIDENTS.pop(key, None)
-            for key, obj in installs:
-                _RESIDENTS[key] = obj
-            units = [_ChildUnit(fn, args, first) for fn, args, first in pickle.loads(body)]
+            try:
+                kind, current, installs, forgotten, logging, committer.cut_after = pickle.loads(header)
+                if logging is not None and configure_logging is not None:
+                    configure_logging(*logging)
+                for key in forgotten:
+                    _RESIDENTS.pop(key, None)
+                for key, obj in installs:
+                    _RESIDENTS[key] = obj
+                units = [_ChildUnit(fn, args, first) for fn, args, first in pickle.loads(body)]
+            except Exception as exc:
+                # A unit (or an object it refers to) whose code this process cannot load: the
+                # parent sends the batch's units again one by one, so it fails alone.
+                log.error("store_batch_unreadable", error=repr(exc)[:500])
+                sock.sendall(_frame(_dumps((UNREADABLE, 0, repr(exc)[:500]))))
+                continue
             if units and not units[0].first and urgent():
                 # Bulk sent while another batch ran, before a unit someone waits on arrived:
                 # that unit has waited for the other batch already. Giving this one back

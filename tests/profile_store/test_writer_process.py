@@ -4,10 +4,12 @@ that dies, signals)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import sys
+import types
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -84,16 +86,19 @@ async def test_units_run_in_another_process(store: Store) -> None:
     assert store.commits == store.units == 3
 
 
+async def _write_noting(store: Store, outcomes: dict[str, object], expected: type[Exception], name: str, fn: Any, *args: Any) -> None:
+    """Write a unit; note its result, or the ``expected`` exception it raised, under ``name``."""
+    try:
+        outcomes[name] = await store.write(fn, *args)
+    except expected as exc:
+        outcomes[name] = exc
+
+
 async def test_a_unit_that_does_not_pickle_fails_alone(store: Store) -> None:
     """A closure cannot be sent to the writer: its caller gets a TypeError; the units of its
     batch are committed."""
     outcomes: dict[str, object] = {}
-
-    async def one(name: str, fn: Any, *args: Any) -> None:
-        try:
-            outcomes[name] = await store.write(fn, *args)
-        except TypeError as exc:
-            outcomes[name] = exc
+    one = functools.partial(_write_noting, store, outcomes, TypeError)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(one, "a", _insert, "+306900000101")
@@ -256,6 +261,50 @@ async def test_a_queued_batch_of_bulk_is_given_back_for_a_write_first_unit(store
     assert ran["urgent"] == 1 and sorted(ran.values()) == list(range(1, 52))
     # "hold", then the urgent unit with max_later bulk units, then the rest: no empty commit counted.
     assert store.commits - commits == 3
+
+
+def _phantom(conn: sa.Connection) -> int:
+    return 1
+
+
+async def test_a_unit_the_writer_cannot_read_fails_alone_and_the_writer_stays(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A unit whose code the writer process cannot import (a module only the gateway has, as
+    a plugin removed after the gateway loaded it would be) makes its batch unreadable there.
+    The child says so and stays up; the batch's units go again one by one, the others commit,
+    and that unit's caller alone gets StoreUnavailable naming the missing module."""
+    phantom = types.ModuleType("gatewayd_phantom_units")
+    monkeypatch.setitem(sys.modules, phantom.__name__, phantom)
+    monkeypatch.setattr(_phantom, "__module__", phantom.__name__)
+    phantom._phantom = _phantom  # type: ignore[attr-defined]
+    pid = await store.write(_pid)
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    process = store.writer_process
+    assert process is not None
+    outcomes: dict[str, object] = {}
+    one = functools.partial(_write_noting, store, outcomes, StoreUnavailable)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.write, _fifo_gate, str(started), str(gate), "hold")
+        await trio.to_thread.run_sync(started.read_text)
+        nursery.start_soon(one, "a", _insert, "+306900000601")
+        nursery.start_soon(one, "phantom", _phantom)
+        nursery.start_soon(one, "b", _insert, "+306900000602")
+        await trio.testing.wait_all_tasks_blocked()
+        # The three went out together, queued in the child behind "hold".
+        assert process.in_flight == 2
+        await trio.to_thread.run_sync(gate.write_text, "!")
+    assert isinstance(outcomes["phantom"], StoreUnavailable)
+    assert "cannot read this unit" in str(outcomes["phantom"]) and phantom.__name__ in str(outcomes["phantom"])
+    assert isinstance(outcomes["a"], int) and isinstance(outcomes["b"], int)
+    assert await store.read(_count) == 2
+    assert await store.write(_pid) == pid
+    logged = [json.loads(line[line.index("{") :]) for line in capfd.readouterr().out.splitlines() if "store_" in line]
+    # The batch of three, then the unit alone; the child never died.
+    assert [entry["event"] for entry in logged] == ["store_batch_unreadable"] * 2
 
 
 async def test_an_in_memory_database_cannot_have_a_writer_process() -> None:
