@@ -35,14 +35,14 @@ import heapq
 import itertools
 import time
 import weakref
-from typing import AsyncIterator, Callable, Mapping, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import attrs
 import structlog
 import trio
 
 from gatewayd.binds import NoBind, SmscLink
-from gatewayd.smpp.constants import TEMPORARY_STATUSES, CommandStatus, describe_status
+from gatewayd.smpp.constants import TEMPORARY_STATUSES, BindMode, CommandStatus, describe_status
 from gatewayd.smpp.pdus import SubmitSm
 from gatewayd.smpp.receipts import normalise_message_id
 from gatewayd.smpp.text import ConcatMethod, ConcatReferences, MessagePart, split_text
@@ -68,6 +68,8 @@ log = structlog.get_logger("gatewayd.outbox")
 
 #: last_error of an MT that found no SMSC to carry it.
 NO_BIND = "no bind"
+#: The bind modes that can submit.
+_SUBMITTING = (BindMode.TRANSCEIVER, BindMode.TRANSMITTER)
 
 
 #: Tries at storing an accepted part before the outcome is given up (and the MT resent later).
@@ -338,6 +340,12 @@ class Outbox:
     async def _claim_loop(self, nursery: trio.Nursery) -> None:
         while not self._stopping:
             self._wakeup = trio.Event()
+            if not any(link.is_up for link in self.links.values()):
+                # Nothing could go out (starting up, or every SMSC down): what a claim took now
+                # would only go back to the queue for a backoff, and wait there after a bind.
+                await self._until_a_link_is_up()
+                self._look = True
+                continue
             while self._handed and self._slots.available_tokens > 0:
                 mt = self._handed.popleft()
                 if mt.id not in self._in_flight:
@@ -386,6 +394,21 @@ class Outbox:
                 await self._wakeup.wait()
             if sweep.cancelled_caught:
                 self._look = True
+
+    async def _until_a_link_is_up(self) -> None:
+        """Wait until a link can submit, :meth:`wake` (or :meth:`stop`) is called, or the
+        sweep interval has passed (a reload may have added links)."""
+        async with trio.open_nursery() as nursery:
+
+            async def then_stop(wait: Callable[[], Awaitable[object]]) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            for link in list(self.links.values()):
+                for mode in _SUBMITTING:
+                    nursery.start_soon(then_stop, functools.partial(link.wait_bound, mode))
+            nursery.start_soon(then_stop, self._wakeup.wait)
+            nursery.start_soon(then_stop, functools.partial(trio.sleep, self.sweep_interval))
 
     def _claimable(self, *, replies: bool) -> int:
         """Free slots a claim may fill: with ``replies`` false, the reserve is not among them."""

@@ -404,9 +404,28 @@ async def test_a_long_queue_is_claimed_in_quarters_of_the_bound_not_per_freed_sl
     assert len(taken) <= 1 + 160 // 10 + 1, taken
 
 
-async def test_no_bind_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
-    """With no link serving the short code, MTs wait in the queue without failing, and go once one does."""
+async def test_nothing_is_claimed_while_no_link_can_submit(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """With no link bound, a claim could only put MTs back for a backoff: the outbox claims
+    nothing, and the queued MT goes out as soon as a link is bound, no attempt used."""
     links: dict[str, SmscLink] = {}
+    outbox = await start_outbox(store, links, nursery, max_attempts=2, sweep_interval=5.0)
+    stored = await outbox.enqueue(mt(1))
+    # In short sleeps (see the next test): a minute of sweeps finding no link.
+    for _ in range(60):
+        await trio.sleep(1)
+    row = await store.read(get_mt, stored.id)
+    assert row is not None and (row.status, row.attempts, row.last_error, row.claimed_by) == ("queued", 0, None, None)
+    assert outbox.retried == 0
+    links["op"] = await start_link(simulator, nursery)
+    await wait_counts(store, {"submitted": 1})
+    row = await store.read(get_mt, stored.id)
+    assert row is not None and row.attempts == 0 and outbox.retried == 0
+
+
+async def test_no_bind_for_the_short_code_requeues_without_using_attempts(store: Store, simulator: SmscSimulator, nursery: trio.Nursery, settling_clock: object) -> None:
+    """With no link serving the MT's short code (while another is up), the MT waits in the
+    queue without failing, and goes once a link serves it."""
+    links = {"other": await start_link(simulator, nursery, name="other", short_codes=("5050",))}
     outbox = await start_outbox(store, links, nursery, max_attempts=2)
     stored = await outbox.enqueue(mt(1))
     # In short sleeps: the mock clock jumps to the next deadline whenever the store's thread
