@@ -53,7 +53,7 @@ _POKE = struct.Struct("!I")
 #: Frames the parent sends: the first carries the database URL and settings.
 _HELLO, _BATCH = 1, 2
 #: In place of the count of units run: the child could not read the batch.
-UNREADABLE = -1
+_UNREADABLE = -1
 
 
 def _mappingproxy(mapping: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
@@ -179,7 +179,7 @@ class _Flight:
 
     def settle(self, reply: tuple[int, int, Any]) -> None:
         ran, failed, outcomes = reply
-        if ran == UNREADABLE:
+        if ran == _UNREADABLE:
             ran, failed = self._unreadable(str(outcomes))
         else:
             for unit, (result, error) in zip(self.sent, outcomes):
@@ -468,7 +468,7 @@ def serve(fd: int, poke_fd: int, configure_logging: Callable[[str, str], None] |
                 # A unit (or an object it refers to) whose code this process cannot load: the
                 # parent sends the batch's units again one by one, so it fails alone.
                 log.error("store_batch_unreadable", error=repr(exc)[:500])
-                sock.sendall(_frame(_dumps((UNREADABLE, 0, repr(exc)[:500]))))
+                sock.sendall(_frame(_dumps((_UNREADABLE, 0, repr(exc)[:500]))))
                 continue
             if units and not units[0].first and urgent():
                 # Bulk sent while another batch ran, before a unit someone waits on arrived:
