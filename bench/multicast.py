@@ -219,6 +219,9 @@ SUBMIT_CAMPAIGN = "bench-offers"
 SUBMIT_TEXT = "Bench: 2 for 1 on summer shoes this weekend. Reply OFFER for a voucher."
 #: A run fails when no MT was submitted or settled for this many seconds.
 STALL_TIMEOUT = 60.0
+#: Seconds between reads of the outbox's counts while the send runs: each counts every row of
+#: the outbox, on the daemon's process, so a shorter interval would weigh on its CPU figure.
+PROGRESS_INTERVAL = 1.0
 
 SHEET = f"""
 name = "{SUBMIT_CAMPAIGN}"
@@ -449,7 +452,7 @@ async def send_all(config: GatewayConfig, count: int, args: argparse.Namespace) 
                 progress, stalled_since = moved, time.monotonic()
             elif time.monotonic() - stalled_since > STALL_TIMEOUT:
                 raise RuntimeError(f"no progress for {STALL_TIMEOUT:.0f} s: {counts}")
-            await trio.sleep(0.2)
+            await trio.sleep(PROGRESS_INTERVAL)
         if loop_profile is not None:
             loop_profile.disable()
             report += _top(loop_profile, "event loop thread")
