@@ -68,6 +68,10 @@ def _constants(*values: str) -> list[sa.ColumnElement[Any]]:
     return [sa.literal_column(f"'{value}'") for value in values]
 
 
+#: The statuses the outbox's partial indexes are for, as constants: a query naming a status
+#: as a parameter cannot use an index whose WHERE names it.
+_QUEUED, _SENDING = _constants("queued", "sending")
+
 # Statements are built once: building and hashing a statement costs more than SQLite takes
 # to run it, and a statement object reused keeps its compiled form and cache key.
 _m, _p = mt_messages.c, mt_parts.c
@@ -104,24 +108,24 @@ _SELECT_MT = (
 )
 _SELECT_PARTS = sa.select(mt_parts).where(_p.mt_id == sa.bindparam("b_mt_id")).order_by(_p.part_index)
 
-# Due rows are found per priority, each a range on the (status, priority, next_attempt_at)
-# index: one query with "queued and due OR sending and expired" ordered by priority made
+# Due rows are found per priority, each a range on the partial index of queued rows
+# (priority, next_attempt_at), whose WHERE the status constant matches: one query with "queued and due OR sending and expired" ordered by priority made
 # SQLite read and sort every queued row at each claim (a million for a large multicast).
 _DUE_ORDER = (_m.priority, _m.next_attempt_at, _m.id)
 #: The lowest priority above ``b_after`` that has queued rows (an index seek).
 _NEXT_QUEUED_PRIORITY = Prepared(
-    sa.select(sa.func.min(_m.priority)).where(_m.status == "queued", _m.priority > sa.bindparam("b_after"))
+    sa.select(sa.func.min(_m.priority)).where(_m.status == _QUEUED, _m.priority > sa.bindparam("b_after"))
 )
 _DUE_AT_PRIORITY = (
     sa.select(*_DUE_ORDER)
-    .where(_m.status == "queued", _m.priority == sa.bindparam("b_priority"), _m.next_attempt_at <= sa.bindparam("b_now"))
+    .where(_m.status == _QUEUED, _m.priority == sa.bindparam("b_priority"), _m.next_attempt_at <= sa.bindparam("b_now"))
     .order_by(_m.next_attempt_at, _m.id)
     .limit(sa.bindparam("b_limit"))
 )
 #: Sends whose claim ran out (their node died or stalled): few rows are ever ``sending``.
 _EXPIRED_SENDS = (
     sa.select(*_DUE_ORDER)
-    .where(_m.status == "sending", _m.claim_expires_at < sa.bindparam("b_now"))
+    .where(_m.status == _SENDING, _m.claim_expires_at < sa.bindparam("b_now"))
     .order_by(*_DUE_ORDER)
     .limit(sa.bindparam("b_limit"))
 )
@@ -684,11 +688,11 @@ def release_claims(conn: Connection, *, node: str, now: float) -> int:
     """
     m = mt_messages.c
     # A response may never have come for what was in flight: its parts may have gone out.
-    held = sa.select(m.id).where(m.status == "sending", m.claimed_by == node).scalar_subquery()
+    held = sa.select(m.id).where(m.status == _SENDING, m.claimed_by == node).scalar_subquery()
     conn.execute(sa.update(mt_parts).where(_p.status == "pending", _p.mt_id.in_(held)).values(uncertain=True))
     result = conn.execute(
         sa.update(mt_messages)
-        .where(m.status == "sending", m.claimed_by == node)
+        .where(m.status == _SENDING, m.claimed_by == node)
         .values(status="queued", claimed_by=None, claim_expires_at=None, updated_at=now)
     )
     return int(result.rowcount)

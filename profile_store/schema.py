@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import false, func
+from sqlalchemy import and_, false, func, literal_column
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -217,10 +217,20 @@ mt_messages = Table(
     Column("send_id", Integer, ForeignKey("sends.id"), nullable=True),
     _one_of("status", MT_STATUSES),
     _one_of("kind", MT_KINDS),
-    Index(None, "status", "priority", "next_attempt_at"),
     Index(None, "subscriber_id"),
-    Index(None, "campaign", "status"),
+    # Without the status: a campaign's report groups its rows by status anyway, and every
+    # status change of a reply (sending, submitted, delivered) would move its entry.
+    Index(None, "campaign"),
 )
+
+#: What the outbox claims: the queued rows of each priority by due time, and the sending
+#: rows by claim expiry. Partial, so an MT leaves both once submitted and its receipts'
+#: status changes maintain neither. A query can use one only if its WHERE says the same
+#: status as a constant.
+_QUEUED = mt_messages.c.status == literal_column("'queued'")
+_SENDING = mt_messages.c.status == literal_column("'sending'")
+Index("ix_mt_messages_queued", mt_messages.c.priority, mt_messages.c.next_attempt_at, sqlite_where=_QUEUED, postgresql_where=_QUEUED)
+Index("ix_mt_messages_sending", mt_messages.c.claim_expires_at, sqlite_where=_SENDING, postgresql_where=_SENDING)
 
 
 def _where_present(name: str, *columns: Column[Any]) -> Index:
@@ -234,8 +244,10 @@ def _where_present(name: str, *columns: Column[Any]) -> Index:
 _where_present("ix_mt_messages_in_reply_to", mt_messages.c.in_reply_to)
 _where_present("ix_mt_messages_send_id_subscriber_id", mt_messages.c.send_id, mt_messages.c.subscriber_id)
 #: finish_sends: does a running send still have a queued or sending MT? Partial: replies
-#: (no send) never touch it, so their inserts and status changes do not maintain it.
-_where_present("ix_mt_messages_send_id_status", mt_messages.c.send_id, mt_messages.c.status)
+#: (no send) never touch it, nor does an MT once submitted, so neither their inserts nor
+#: their receipts' status changes maintain it.
+_ACTIVE_OF_SEND = and_(mt_messages.c.send_id.is_not(None), mt_messages.c.status.in_([literal_column("'queued'"), literal_column("'sending'")]))
+Index("ix_mt_messages_send_id_active", mt_messages.c.send_id, sqlite_where=_ACTIVE_OF_SEND, postgresql_where=_ACTIVE_OF_SEND)
 
 #: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.
 mt_parts = Table(
@@ -279,10 +291,13 @@ dlr_events = Table(
     Column("recipient", String(20), nullable=True),
     Column("text", String(32), nullable=True),
     Index(None, "smsc", "smsc_message_id"),
-    Index(None, "matched", "received_at"),
     Index(None, "mt_part_id"),
-    Index(None, "recipient", "matched"),
 )
+# Almost every receipt matches its part when it arrives: indexing only the unmatched ones
+# (held, or never matched) and only the numbers kept spares each receipt two index entries.
+_UNMATCHED = dlr_events.c.matched.is_(False)
+Index("ix_dlr_events_unmatched_received_at", dlr_events.c.received_at, sqlite_where=_UNMATCHED, postgresql_where=_UNMATCHED)
+_where_present("ix_dlr_events_recipient", dlr_events.c.recipient)
 
 # --- campaigns ------------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ PAUSED_UNTIL = 1.0e12
 
 #: MT statuses that mean an SMSC accepted the MT.
 _SUBMITTED = ("submitted", "delivered", "undelivered", "expired")
+#: The statuses of an MT still to send, as constants, as the WHERE of the index on
+#: (send_id) that holds only such MTs says them.
+_ACTIVE = [sa.literal_column("'queued'"), sa.literal_column("'sending'")]
 
 
 @attrs.frozen
@@ -144,7 +147,7 @@ def start_send(conn: sa.Connection, send_id: int, now: float, seconds: float) ->
 
 def finish_sends(conn: sa.Connection, now: float) -> list[SendRow]:
     """Mark done the running sends with no MT left to send; returns them."""
-    pending = sa.select(mt_messages.c.id).where(mt_messages.c.send_id == sends.c.id, mt_messages.c.status.in_(("queued", "sending")))
+    pending = sa.select(mt_messages.c.id).where(mt_messages.c.send_id == sends.c.id, mt_messages.c.status.in_(_ACTIVE))
     done = [
         _row(r)
         for r in conn.execute(_SELECT_SENDS.where(sends.c.status == "running", ~sa.exists(pending)))

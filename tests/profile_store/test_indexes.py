@@ -1,4 +1,4 @@
-"""The daemon's hot queries use the index made for them (revision 005).
+"""The daemon's hot queries use the index made for them (revisions 005 and 007).
 
 Each test runs the real store function on a migrated SQLite database, captures the SQL it
 sends to the driver, and asks SQLite for the plan of that exact statement with the same
@@ -21,12 +21,16 @@ import pytest
 import sqlalchemy as sa
 
 from gatewayd.smpp.text import ConcatMethod
+from gatewayd.smpp.receipts import DeliveryReceipt
 from profile_store import campaigns as c
+from profile_store import dlr
 from profile_store import mo
 from profile_store.db import make_engine
+from profile_store.dlr import record_receipt, unmatched_receipts
 from profile_store.migrate import upgrade
 from profile_store.mo import MoPartIn, expire_incomplete, store_mo_part
 from profile_store.privacy import declare_attribute, erase_local_profile
+from profile_store.reports import campaign_stats
 from profile_store.sends import ensure_sends, finish_sends, start_send
 from profile_store.subscribers import get_or_create_subscriber
 from tests.profile_store.test_mo import T0, part
@@ -213,8 +217,9 @@ def test_erase_local_profile_deletes_by_campaign_and_subscriber(engine: sa.Engin
 # --- outbound sends --------------------------------------------------------------------------
 
 
-def test_finish_sends_asks_the_send_id_status_index(engine: sa.Engine) -> None:
-    """Whether a running send has an MT left to send is one probe of (send_id, status) per status."""
+def test_finish_sends_asks_the_index_of_the_sends_active_mts(engine: sa.Engine) -> None:
+    """Whether a running send has an MT left to send is one probe of the partial index that
+    holds only queued and sending MTs of sends (its WHERE says the statuses as the query does)."""
     cid, _, _ = _campaign(engine)
     run(engine, ensure_sends, cid, [("first", 1.0, "Hello", None)], 1.0)
     with engine.connect() as conn:
@@ -223,7 +228,38 @@ def test_finish_sends_asks_the_send_id_status_index(engine: sa.Engine) -> None:
     with capturing(engine) as seen:
         assert [s.id for s in run(engine, finish_sends, 3.0)] == [send_id]
     plan = plan_of(engine, seen, r"^SELECT sends\.id.* NOT \(EXISTS \(SELECT mt_messages\.id FROM mt_messages")
-    assert_uses(plan, "mt_messages", "ix_mt_messages_send_id_status", "send_id=? AND status=?")
+    assert_uses(plan, "mt_messages", "ix_mt_messages_send_id_active", "send_id=?")
+
+
+def test_a_campaign_report_reads_the_campaigns_mts_through_its_index(engine: sa.Engine) -> None:
+    """The report counts a campaign's MTs by status from the index on campaign alone (the status
+    left out so that receipts do not move the entries): a search, then a sort of those rows."""
+    _campaign(engine)
+    with capturing(engine) as seen:
+        run(engine, campaign_stats, "promo")
+    plan = plan_of(engine, seen, r"^SELECT mt_messages\.status, count\(\*\)")
+    assert [line for line in plan if "TEMP B-TREE" in line] == ["USE TEMP B-TREE FOR GROUP BY"], plan
+    assert_uses([line for line in plan if "TEMP B-TREE" not in line], "mt_messages", "ix_mt_messages_campaign", "campaign=?")
+
+
+def test_unmatched_receipts_are_found_through_the_partial_indexes(engine: sa.Engine) -> None:
+    """Only receipts that matched nothing are in the index by age, and only those that kept a
+    number in the index by number: counting the old unmatched ones and finding the ones held
+    for a handset each search their partial index."""
+    receipt = DeliveryReceipt(
+        message_id="77", sub=None, dlvrd=None, submit_date=None, done_date=None, stat="DELIVRD",
+        err="000", text="Hello", message_state=None, network_error_code=None,
+    )
+    recorded = run(engine, record_receipt, "smsc1", receipt, "77", T0, recipient="+306900000001")
+    assert not recorded.matched
+    with capturing(engine) as seen:
+        assert run(engine, unmatched_receipts, older_than=60.0, now=T0 + 600) == 1
+    plan = plan_of(engine, seen, r"^SELECT count\(\*\) AS count_1 FROM dlr_events")
+    assert_uses(plan, "dlr_events", "ix_dlr_events_unmatched_received_at", "received_at<?")
+    held = dlr._HELD_FOR_RECIPIENT._compile(engine.dialect).sql
+    with engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + held, ("+306900000001",))]
+    assert_uses(plan, "dlr_events", "ix_dlr_events_recipient", "recipient=?")
 
 
 # --- MO parts (after dropping (status, received_at) and turning (concat_key, status) around) --

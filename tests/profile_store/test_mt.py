@@ -139,15 +139,24 @@ def test_due_rows_are_the_first_of_one_ordered_query(rows: list[tuple[int, int, 
 
 
 def test_due_rows_are_found_by_index_ranges_without_sorting_the_queue() -> None:
-    """Claiming reads index ranges: no full scan and no sort of every queued row (SQLite's plan)."""
+    """Claiming reads ranges of the partial indexes: no full scan and no sort of the queued
+    rows; only the sends whose claim ran out, found by expiry, are sorted (SQLite's plan)."""
     engine = sa.create_engine("sqlite://")
     metadata.create_all(engine)
     dialect = engine.dialect
+    due, expired = _SELECT_DUE["sqlite"]
+    expected = {
+        _NEXT_QUEUED_PRIORITY: ["SEARCH mt_messages USING INDEX ix_mt_messages_queued (priority>?)"],
+        due: ["SEARCH mt_messages USING INDEX ix_mt_messages_queued (priority=? AND next_attempt_at<?)"],
+        expired: ["SEARCH mt_messages USING INDEX ix_mt_messages_sending (claim_expires_at<?)", "USE TEMP B-TREE FOR ORDER BY"],
+    }
     with engine.connect() as conn:
-        for prepared in (_NEXT_QUEUED_PRIORITY, *_SELECT_DUE["sqlite"]):
+        for prepared, plan in expected.items():
             sql = prepared._compile(dialect).sql
-            plan = " | ".join(str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(range(sql.count("?")))))
-            assert "USING" in plan and "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(range(sql.count("?"))))
+            # Whether SQLite calls an index covering when it leaves out the status (which its
+            # WHERE implies) changed between versions.
+            assert [str(row[3]).replace("COVERING ", "") for row in rows] == plan, sql
 
 
 def _mt_row(subscriber_id: int, **values: Any) -> dict[str, Any]:
