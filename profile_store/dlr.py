@@ -20,12 +20,13 @@ intermediate notification). The MT's status is recomputed from its parts (see
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
 from gatewayd.smpp.constants import MessageState
 from gatewayd.smpp.receipts import DeliveryReceipt, final_status
+from profile_store.committer import runs_together
 from profile_store.locks import lock_key
 from profile_store.prepared import Prepared
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
@@ -214,6 +215,109 @@ def lock_message_id(conn: sa.Connection, smsc: str, message_id: str) -> None:
     lock_key(conn, f"dlr|{smsc}|{message_id}")
 
 
+# -- a batch's receipts at once (SQLite) -------------------------------------------------------
+
+# The parts a batch's receipts from one SMSC name by id, with what deciding each receipt's
+# effect needs: one statement instead of one UPDATE ... RETURNING per receipt.
+_PARTS_OF_IDS = Prepared(
+    sa.select(_p.id, _p.mt_id, _p.smsc_message_id, _p.status, _p.done_at, _p.receipt_stat, _m.parts_total, _m.status.label("mt_status"))
+    .join_from(mt_parts, mt_messages, _m.id == _p.mt_id)
+    .where(_p.smsc == sa.bindparam("b_smsc"), _p.smsc_message_id.in_(sa.bindparam("b_ids", expanding=True))),
+    expanding="b_ids",
+)
+_SET_PART_OUTCOME = Prepared(
+    sa.update(mt_parts)
+    .where(_p.id == sa.bindparam("b_part_id"))
+    .values(status=sa.bindparam("b_status"), done_at=sa.bindparam("b_done"), receipt_stat=sa.bindparam("b_stat"))
+)
+_SET_MT_STATUS = Prepared(
+    sa.update(mt_messages).where(_m.id == sa.bindparam("b_mt_id")).values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_now"))
+)
+_LAST_ROWID = Prepared(sa.text("SELECT last_insert_rowid()"))
+
+
+def _receipt_call(
+    smsc: str, receipt: DeliveryReceipt, message_id: str, now: float, *, recipient: Any = None, content_window: float = 86_400.0
+) -> tuple[str, DeliveryReceipt, str, float]:
+    """The arguments of a :func:`record_receipt` call that the batch path uses."""
+    return smsc, receipt, message_id, now
+
+
+def _record_receipts_together(
+    conn: sa.Connection, calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+) -> list[ReceiptRecorded]:
+    """:func:`record_receipt` for the receipts of one batch, in a few statements for all.
+
+    On SQLite, when every receipt names by id a part of a single-part MT, and no two name the
+    same id: one SELECT per SMSC reads the parts and their MTs, each receipt's effect is
+    decided as :func:`record_receipt` decides it, and the parts, events and MTs are written
+    with one ``executemany`` each. Anything else (an id matching no part, a part of a longer
+    MT, an id twice, PostgreSQL and its locks) takes :func:`record_receipt` receipt by
+    receipt, in order, as does a batch of one.
+    """
+    if len(calls) < 2 or conn.dialect.name != "sqlite":
+        return [record_receipt(conn, *args, **kwargs) for args, kwargs in calls]
+    received = [_receipt_call(*args, **kwargs) for args, kwargs in calls]
+    keys = [(smsc, message_id) for smsc, _, message_id, _ in received]
+    by_smsc: dict[str, list[str]] = {}
+    for smsc, message_id in keys:
+        by_smsc.setdefault(smsc, []).append(message_id)
+    parts: dict[tuple[str, str], Any] = {}
+    if len(set(keys)) == len(keys):
+        for smsc, ids in by_smsc.items():
+            for row in _PARTS_OF_IDS.all(conn, {"b_smsc": smsc, "b_ids": ids}):
+                key = (smsc, row.smsc_message_id)
+                # SMSCs reuse ids eventually: the latest part with the id is the one meant.
+                if key not in parts or row.id > parts[key].id:
+                    parts[key] = row
+    if len(parts) != len(keys) or any(row.parts_total != 1 for row in parts.values()):
+        return [record_receipt(conn, *args, **kwargs) for args, kwargs in calls]
+    part_writes, mt_writes, events, outcomes = [], [], [], []
+    for (smsc, receipt, message_id, now), key in zip(received, keys):
+        row = parts[key]
+        status, done, stat = row.status, row.done_at, row.receipt_stat
+        if status not in FINAL_PART_STATUSES:
+            # As _RECEIPT_EFFECT: what the receipt says replaces what the part had.
+            effect = _effect(receipt, now)
+            status, done, stat = (
+                old if new is None else new for new, old in ((effect["b_status"], status), (effect["b_done"], done), (effect["b_stat"], stat))
+            )
+            part_writes.append({"b_part_id": row.id, "b_status": status, "b_done": done, "b_stat": stat})
+        mt_status = row.mt_status
+        outcome = _SINGLE_PART_OUTCOME.get(MtPartStatus(status))
+        if outcome is not None and mt_status in _SETTLEABLE_MT and mt_status != outcome:
+            mt_status = outcome
+            mt_writes.append({"b_mt_id": row.mt_id, "b_status": outcome, "b_now": now})
+        events.append(
+            {
+                "smsc": smsc,
+                "smsc_message_id": message_id,
+                "mt_part_id": row.id,
+                "stat": _short(receipt.stat),
+                "err": None if receipt.err is None else receipt.err[:8],
+                "message_state": receipt.message_state,
+                "received_at": now,
+                "matched": True,
+                "recipient": None,
+                "text": None if receipt.text is None else receipt.text[:32],
+            }
+        )
+        outcomes.append((row, str(status), str(mt_status)))
+    _SET_PART_OUTCOME.many(conn, part_writes)
+    _INSERT_EVENT.many(conn, events)
+    # One statement inserted them in order, under the write lock, into a table whose ids
+    # are rowids (no AUTOINCREMENT): each took the next id after the last.
+    first_id = int(_LAST_ROWID.scalar(conn, {})) - len(events) + 1
+    _SET_MT_STATUS.many(conn, mt_writes)
+    return [
+        ReceiptRecorded(
+            event_id=first_id + index, matched=True, mt_part_id=int(row.id), mt_id=int(row.mt_id), part_status=part_status, mt_status=mt_status
+        )
+        for index, (row, part_status, mt_status) in enumerate(outcomes)
+    ]
+
+
+@runs_together(_record_receipts_together)
 def record_receipt(
     conn: sa.Connection,
     smsc: str,

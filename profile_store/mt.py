@@ -15,13 +15,14 @@ them and sends only the parts still pending.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gatewayd.smpp.text import ConcatMethod, split_text
+from profile_store.committer import runs_together
 from profile_store.dlr import apply_held_by_content, apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
 from profile_store.mt_values import ClaimedMt, MtProgress, MtRequest, StoredMt, StoredMtPart
 from profile_store.prepared import Prepared
@@ -196,6 +197,15 @@ _SELECT_PENDING = Prepared(
     expanding="b_ids",
 )
 
+#: What an SMSC's acceptance writes into the part.
+_ACCEPTED_VALUES = {
+    "status": "accepted",
+    "smsc": sa.bindparam("b_smsc"),
+    "smsc_message_id": sa.bindparam("b_message_id"),
+    "submit_status": sa.bindparam("b_submit_status"),
+    "submitted_at": sa.bindparam("b_now"),
+    "done_at": None,
+}
 # Only a part no SMSC has yet is updated: a rerun, or a late answer to an attempt that was
 # already given up on, must not overwrite a receipt's outcome.
 _ACCEPT_PART = Prepared(
@@ -205,14 +215,7 @@ _ACCEPT_PART = Prepared(
         _p.part_index == sa.bindparam("b_index"),
         _p.status.in_(_constants("pending", "failed")),
     )
-    .values(
-        status="accepted",
-        smsc=sa.bindparam("b_smsc"),
-        smsc_message_id=sa.bindparam("b_message_id"),
-        submit_status=sa.bindparam("b_submit_status"),
-        submitted_at=sa.bindparam("b_now"),
-        done_at=None,
-    )
+    .values(_ACCEPTED_VALUES)
     .returning(
         _p.id, _p.uncertain, sa.select(_m.parts_total).where(_m.id == sa.bindparam("b_mt_id")).scalar_subquery().label("parts_total")
     )
@@ -490,6 +493,103 @@ def _progress_of(row: sa.Row[Any], receipts_applied: int = 0) -> MtProgress:
     )
 
 
+# -- a batch's acceptances at once (SQLite) ----------------------------------------------------
+
+# The parts a batch accepts, with their MTs' progress columns: one statement for the batch
+# instead of two UPDATE ... RETURNING per acceptance.
+_PARTS_OF_MTS = Prepared(
+    sa.select(_p.id, _p.mt_id, _p.part_index, _p.status.label("part_status"), _p.uncertain, *_PROGRESS_COLUMNS)
+    .join_from(mt_parts, mt_messages, _m.id == _p.mt_id)
+    .where(_p.mt_id.in_(sa.bindparam("b_ids", expanding=True))),
+    expanding="b_ids",
+)
+# Whether receipts wait for any of a batch's ids (each is held until its id is stored).
+_RECEIPTS_OF_IDS = Prepared(
+    sa.select(dlr_events.c.smsc_message_id).where(
+        dlr_events.c.smsc == sa.bindparam("b_smsc"), dlr_events.c.smsc_message_id.in_(sa.bindparam("b_ids", expanding=True))
+    ),
+    expanding="b_ids",
+)
+_SET_PART_ACCEPTED = Prepared(
+    sa.update(mt_parts)
+    .where(_p.id == sa.bindparam("b_part_id"))
+    .values(_ACCEPTED_VALUES)
+)
+_SET_MT_SUBMITTED = Prepared(
+    sa.update(mt_messages)
+    .where(_m.id == sa.bindparam("b_mt_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        last_error=sa.bindparam("b_last_error"),
+        claimed_by=None,
+        claim_expires_at=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+#: MT statuses an acceptance of every part moves to ``submitted`` (see _SETTLE_VALUES).
+_MOVABLE_STATUSES = frozenset((*_ACTIVE, "failed"))
+
+
+def _parts_accepted_together(conn: Connection, calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[MtProgress]:
+    """:func:`part_accepted` for the acceptances of one batch, in a few statements for all.
+
+    On SQLite, when every acceptance is of the one part of a single-part MT, pending (or
+    failed), of an MT no other acceptance of the batch names, no receipt waits for its id,
+    and no earlier submission of it may have gone out unrecorded (``uncertain``): one SELECT
+    reads the parts and their MTs, one more looks for receipts of the ids, and the parts and
+    MTs are written with one ``executemany`` each, as :func:`part_accepted` would write them.
+    Anything else (PostgreSQL and its locks too) takes :func:`part_accepted` call by call,
+    in order, as does a batch of one.
+    """
+    if len(calls) < 2 or conn.dialect.name != "sqlite":
+        return [part_accepted(conn, *args, **kwargs) for args, kwargs in calls]
+    accepted = [_acceptance(*args, **kwargs) for args, kwargs in calls]
+    mt_ids = [mt_id for mt_id, *_ in accepted]
+    rows = {}
+    if len(set(mt_ids)) == len(mt_ids):
+        rows = {int(row.mt_id): row for row in _PARTS_OF_MTS.all(conn, {"b_ids": mt_ids})}
+    usual = len(rows) == len(accepted) and all(
+        row.parts_total == 1 and part_index == 1 and row.part_status in ("pending", "failed") and not row.uncertain
+        for (mt_id, part_index, *_), row in ((one, rows.get(one[0])) for one in accepted)
+        if row is not None
+    )
+    if usual:
+        by_smsc: dict[str, list[str]] = {}
+        for _, _, smsc, message_id, _, _ in accepted:
+            by_smsc.setdefault(smsc, []).append(message_id)
+        usual = not any(_RECEIPTS_OF_IDS.all(conn, {"b_smsc": smsc, "b_ids": ids}) for smsc, ids in by_smsc.items())
+    if not usual:
+        return [part_accepted(conn, *args, **kwargs) for args, kwargs in calls]
+    parts, mts, progress = [], [], []
+    for mt_id, _, smsc, message_id, submit_status, now in accepted:
+        row = rows[mt_id]
+        status, last_error = ("submitted", None) if row.status in _MOVABLE_STATUSES else (row.status, row.last_error)
+        parts.append({"b_part_id": row.id, "b_smsc": smsc, "b_message_id": message_id, "b_submit_status": submit_status, "b_now": now})
+        mts.append({"b_mt_id": mt_id, "b_status": status, "b_last_error": last_error, "b_now": now})
+        progress.append(
+            MtProgress(
+                mt_id=mt_id,
+                status=str(status),
+                attempts=int(row.attempts),
+                parts_total=1,
+                parts_accepted=1,
+                next_attempt_at=float(row.next_attempt_at),
+                last_error=last_error,
+            )
+        )
+    _SET_PART_ACCEPTED.many(conn, parts)
+    _SET_MT_SUBMITTED.many(conn, mts)
+    return progress
+
+
+def _acceptance(
+    *, mt_id: int, part_index: int, smsc: str, smsc_message_id: str, submit_status: int, now: float, **_: Any
+) -> tuple[int, int, str, str, int, float]:
+    """The arguments of a :func:`part_accepted` call that the batch path uses."""
+    return mt_id, part_index, smsc, smsc_message_id, submit_status, now
+
+
+@runs_together(_parts_accepted_together)
 def part_accepted(
     conn: Connection,
     *,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from gatewayd.simulator.smsc import receipt_text
 from gatewayd.smpp.constants import MessageState, Tag
 from gatewayd.smpp.receipts import normalise_message_id, parse_receipt
-from profile_store import mt, schema
+from profile_store import dlr, mt, schema
 from profile_store.db import Store, make_engine
 from profile_store.dlr import apply_held_receipts, record_receipt, refresh_mt_status, unmatched_receipts
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
@@ -434,3 +434,113 @@ def test_accepting_the_part_of_a_single_part_mt_ends_where_the_general_settle_do
     assert outcomes[0] == outcomes[1]
     assert rows[0] == rows[1]
     assert outcomes[0].receipts_applied == len(held)
+
+
+# --- a batch's receipts at once ---------------------------------------------------------------
+
+_STATS = ["DELIVRD", "UNDELIV", "EXPIRED", "ENROUTE", "ACCEPTD", "REJECTD"]
+#: What the committer calls for a batch's record_receipt units.
+_TOGETHER = record_receipt.runs_together  # type: ignore[attr-defined]
+
+
+def _outbox_of(mts: list[tuple[int, str, list[str]]]) -> sa.Engine:
+    """A fresh SQLite database holding one MT per (parts, MT status, part statuses); the
+    parts' SMSC message ids are m0, m1, ... in order."""
+    engine = make_engine("sqlite://")
+    schema.metadata.create_all(engine)
+    ids = itertools.count()
+    with engine.begin() as conn:
+        for parts, mt_status, part_statuses in mts:
+            _, part_ids = make_mt(conn, [f"m{next(ids)}" for _ in range(parts)], status=mt_status)
+            for part_id, status in zip(part_ids, part_statuses):
+                conn.execute(sa.update(mt_parts).where(mt_parts.c.id == part_id).values(status=status))
+    return engine
+
+
+def _contents(engine: sa.Engine) -> list[list[tuple[Any, ...]]]:
+    return [
+        read(engine, mt_messages, "status", "updated_at"),
+        read(engine, mt_parts, "status", "receipt_stat", "done_at"),
+        read(engine, dlr_events, "id", "smsc_message_id", "mt_part_id", "stat", "err", "received_at", "matched", "recipient", "text"),
+    ]
+
+
+def _receipt_calls(receipts: list[tuple[str, str]]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    return [((SMSC, receipt(message_id, stat), message_id, T0 + n), {"recipient": "+447700900123"}) for n, (message_id, stat) in enumerate(receipts)]
+
+
+def _one_by_one_and_together(
+    mts: list[tuple[int, str, list[str]]], receipts: list[tuple[str, str]]
+) -> tuple[tuple[list[ReceiptRecorded], list[Any]], tuple[list[ReceiptRecorded], list[Any]]]:
+    """The results and table contents after recording the receipts one call at a time, and
+    after recording them as one batch, each on its own copy of the outbox."""
+    calls = _receipt_calls(receipts)
+    outcomes = []
+    for together in (False, True):
+        engine = _outbox_of(mts)
+        with engine.connect().execution_options(writer=True) as conn, conn.begin():
+            if together:
+                results = _TOGETHER(conn, calls)
+            else:
+                results = [record_receipt(conn, *args, **kwargs) for args, kwargs in calls]
+        outcomes.append((results, _contents(engine)))
+        engine.dispose()
+    return outcomes[0], outcomes[1]
+
+
+_part_status = st.sampled_from(["accepted", "accepted", "accepted", "delivered", "undelivered", "expired"])
+
+
+@given(
+    mts=st.lists(
+        st.tuples(
+            st.sampled_from([1, 1, 1, 1, 2]),
+            st.sampled_from(["submitted", "submitted", "sending", "delivered", "undelivered"]),
+            st.lists(_part_status, min_size=2, max_size=2),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    data=st.data(),
+)
+def test_a_batch_of_receipts_ends_where_recording_them_one_by_one_does(mts: list[tuple[int, str, list[str]]], data: st.DataObject) -> None:
+    """Whatever the receipts (final or not, for parts already final, for MTs not yet submitted
+    or already settled, of longer MTs, twice for one id, for ids nobody sent), recording them
+    as one batch gives each the result, and leaves the parts, MTs and events, that recording
+    them one by one in the same order does."""
+    # Half the time the batch path's case: single-part MTs, each id once, every id known.
+    usual = data.draw(st.booleans())
+    if usual:
+        mts = [(1, mt_status, part_statuses) for _, mt_status, part_statuses in mts]
+    known = sum(parts for parts, _, _ in mts)
+    picks = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, known - usual), st.sampled_from(_STATS)), min_size=1, max_size=8, unique_by=lambda pick: pick[0]
+        )
+    )
+    if not usual and data.draw(st.booleans()):
+        picks.append((picks[0][0], data.draw(st.sampled_from(_STATS))))
+    receipts = [(f"m{n}" if n < known else f"x{n}", stat) for n, stat in picks]
+    one_by_one, together = _one_by_one_and_together(mts, receipts)
+    assert together == one_by_one
+
+
+def test_a_batch_of_receipts_for_single_part_mts_is_recorded_without_the_per_receipt_path() -> None:
+    """The batch's usual shape (each receipt names its own single-part MT by id) takes the
+    few-statement path: the per-receipt function is never called, and every receipt is
+    matched, its event numbered in order."""
+    mts = [(1, "submitted", ["accepted"]), (1, "submitted", ["delivered"]), (1, "sending", ["accepted"]), (1, "submitted", ["accepted"])]
+    receipts = [("m3", "DELIVRD"), ("m0", "UNDELIV"), ("m1", "EXPIRED"), ("m2", "DELIVRD")]
+    one_by_one, _ = _one_by_one_and_together(mts, receipts)
+    with mock.patch.object(dlr, "record_receipt", side_effect=AssertionError("the per-receipt path ran")):
+        _, together = _one_by_one_and_together(mts, receipts)
+    assert together == one_by_one
+    results, (mt_rows, part_rows, events) = together
+    assert [(r.event_id, r.part_status, r.mt_status) for r in results] == [
+        (1, "delivered", "delivered"),
+        (2, "undelivered", "undelivered"),
+        (3, "delivered", "delivered"),  # the part was final already; its MT settles now
+        (4, "delivered", "sending"),  # still being sent: the sender owns its status
+    ]
+    assert [row[0] for row in mt_rows] == ["undelivered", "delivered", "sending", "delivered"]
+    assert [event[0] for event in events] == [1, 2, 3, 4]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from unittest import mock
 from typing import Any, Callable, TypeVar
 
 import pytest
@@ -31,7 +32,8 @@ from profile_store.mt import (
     settle_mt,
 )
 from profile_store.mt import _NEXT_QUEUED_PRIORITY, _SELECT_DUE, _due_ids
-from profile_store.schema import metadata, mt_messages, mt_parts, subscribers
+from profile_store import mt as mt_module
+from profile_store.schema import dlr_events, metadata, mt_messages, mt_parts, subscribers
 
 T = TypeVar("T")
 
@@ -398,3 +400,121 @@ async def test_two_nodes_never_claim_the_same_row(store: Store, store_url: str) 
     assert not set(got["a"]) & set(got["b"])
     assert len(got["a"]) + len(got["b"]) == 1000 == len(set(got["a"]) | set(got["b"]))
     assert got["a"] and got["b"]
+
+
+# --- a batch's acceptances at once ------------------------------------------------------------
+
+#: What the committer calls for a batch's part_accepted units.
+_ACCEPTED_TOGETHER = part_accepted.runs_together  # type: ignore[attr-defined]
+_SMSC = "op-a"
+
+_Outbox = list[tuple[int, str, list[str], bool, bool]]
+
+
+def _outbox_for_acceptances(mts: _Outbox) -> sa.Engine:
+    """A fresh SQLite database with one claimed MT per (parts, MT status, part statuses,
+    uncertain, a receipt held for its first part's id); the ids the SMSC gives are a0, a1, ..."""
+    engine = sa.create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        sid = conn.execute(sa.insert(subscribers).values(msisdn="+447700900001", created_at=T0, last_seen_at=T0)).inserted_primary_key[0]
+        for n, (parts, status, part_statuses, uncertain, held) in enumerate(mts):
+            values = _mt_row(sid, parts_total=parts, status=status, claimed_by="node", claim_expires_at=T0 + 60, last_error="busy")
+            mt_id = conn.execute(sa.insert(mt_messages).values(**values)).inserted_primary_key[0]
+            for index in range(1, parts + 1):
+                conn.execute(sa.insert(mt_parts).values(mt_id=mt_id, part_index=index, status=part_statuses[index - 1], uncertain=uncertain))
+            if held:
+                conn.execute(
+                    sa.insert(dlr_events).values(
+                        smsc=_SMSC, smsc_message_id=f"a{n}", stat="DELIVRD", received_at=T0 + 1, matched=False
+                    )
+                )
+    return engine
+
+
+def _outbox_rows(engine: sa.Engine) -> list[list[tuple[Any, ...]]]:
+    m, p, e = mt_messages.c, mt_parts.c, dlr_events.c
+    with engine.connect() as conn:
+        return [
+            [tuple(r) for r in conn.execute(sa.select(m.status, m.last_error, m.claimed_by, m.claim_expires_at, m.updated_at).order_by(m.id))],
+            [
+                tuple(r)
+                for r in conn.execute(
+                    sa.select(p.status, p.smsc, p.smsc_message_id, p.submit_status, p.submitted_at, p.done_at, p.receipt_stat).order_by(p.id)
+                )
+            ],
+            [tuple(r) for r in conn.execute(sa.select(e.matched, e.mt_part_id).order_by(e.id))],
+        ]
+
+
+def _accept_one_by_one_and_together(mts: _Outbox, picks: list[tuple[int, int]]) -> list[tuple[list[Any], list[Any]]]:
+    """The results and table contents after accepting the picked (MT, part) one call at a time,
+    and after accepting them as one batch, each on its own copy of the outbox."""
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        (
+            (),
+            dict(
+                mt_id=n + 1, part_index=index, smsc=_SMSC, smsc_message_id=f"a{n}" if index == 1 else f"a{n}-{index}",
+                submit_status=0, now=T0 + 5 + k, recipient="+447700900001", text="x",
+            ),
+        )  # fmt: skip
+        for k, (n, index) in enumerate(picks)
+    ]
+    outcomes = []
+    for together in (False, True):
+        engine = _outbox_for_acceptances(mts)
+        with engine.connect() as conn, conn.begin():
+            results = _ACCEPTED_TOGETHER(conn, calls) if together else [part_accepted(conn, *a, **k) for a, k in calls]
+        outcomes.append((results, _outbox_rows(engine)))
+        engine.dispose()
+    return outcomes
+
+
+_mt_status = st.sampled_from(["sending", "sending", "queued", "failed", "submitted", "delivered", "cancelled"])
+_accept_part_status = st.sampled_from(["pending", "pending", "pending", "failed", "accepted", "delivered"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mts=st.lists(
+        st.tuples(st.sampled_from([1, 1, 1, 2]), _mt_status, st.lists(_accept_part_status, min_size=2, max_size=2), st.booleans(), st.booleans()),
+        min_size=2,
+        max_size=6,
+    ),
+    data=st.data(),
+)
+def test_a_batch_of_acceptances_ends_where_accepting_one_by_one_does(mts: _Outbox, data: st.DataObject) -> None:
+    """Whatever the acceptances (of MTs in any status, of parts already accepted or further, of
+    longer MTs, of uncertain parts, with receipts waiting for the id, twice for one MT),
+    accepting them as one batch gives each the progress, and leaves the MTs, parts and
+    receipts, that accepting them one by one in the same order does."""
+    # Half the time the batch path's case: single-part MTs, sent, pending, certain, no receipt.
+    usual = data.draw(st.booleans())
+    if usual:
+        mts = [(1, status, ["pending", "pending"], False, False) for _, status, _, _, _ in mts]
+    order = data.draw(st.permutations(range(len(mts))))
+    picks = [(n, data.draw(st.integers(1, mts[n][0]))) for n in order[: data.draw(st.integers(1, len(mts)))]]
+    if not usual and data.draw(st.booleans()):
+        picks.append(picks[0])
+    one_by_one, together = _accept_one_by_one_and_together(mts, picks)
+    assert together == one_by_one
+
+
+def test_a_batch_of_acceptances_of_single_part_mts_skips_the_per_call_path() -> None:
+    """The batch's usual shape takes the few-statement path: part_accepted itself never runs;
+    sending and failed MTs become submitted with their error cleared and their claim released,
+    a cancelled one keeps its status."""
+    mts = [(1, status, ["pending", "pending"], False, False) for status in ("sending", "failed", "cancelled")]
+    picks = [(2, 1), (0, 1), (1, 1)]
+    one_by_one, _ = _accept_one_by_one_and_together(mts, picks)
+    with mock.patch.object(mt_module, "part_accepted", side_effect=AssertionError("the per-call path ran")):
+        _, together = _accept_one_by_one_and_together(mts, picks)
+    assert together == one_by_one
+    results, (mt_rows, part_rows, _) = together
+    assert [(p.mt_id, p.status, p.parts_accepted, p.last_error) for p in results] == [
+        (3, "cancelled", 1, "busy"),
+        (1, "submitted", 1, None),
+        (2, "submitted", 1, None),
+    ]
+    assert mt_rows == [("submitted", None, None, None, T0 + 6), ("submitted", None, None, None, T0 + 7), ("cancelled", "busy", None, None, T0 + 5)]
+    assert [row[:4] for row in part_rows] == [("accepted", _SMSC, "a0", 0), ("accepted", _SMSC, "a1", 0), ("accepted", _SMSC, "a2", 0)]
