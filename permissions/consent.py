@@ -152,6 +152,12 @@ class Scope:
     # the scopes of its short code and campaigns, and validating a new one each time cost
     # more than the consent check that needs it.
     @classmethod
+    def of(cls, kind: str, short_code: str = "", owner: str = "", campaign: str = "") -> Scope:
+        """The scope with these fields, as the consent ledger stores them (validated once
+        per value, like the constructors below)."""
+        return _scope(ScopeKind(kind), short_code, owner, campaign)
+
+    @classmethod
     def of_short_code(cls, short_code: str) -> Scope:
         """Every campaign on ``short_code``."""
         return _scope(ScopeKind.SHORT_CODE, short_code, "", "")

@@ -197,7 +197,8 @@ def _consent_row(number_hash: str, subscriber_id: int | None, event: ConsentEven
 
 
 def _consent_event(row: Any) -> ConsentEvent:
-    scope = Scope(row.scope_kind, short_code=row.scope_short_code, owner=row.scope_owner, campaign=row.scope_campaign)
+    # Claims read the ledgers of every recipient: a few scopes recur in all of them.
+    scope = Scope.of(row.scope_kind, row.scope_short_code, row.scope_owner, row.scope_campaign)
     evidence = Evidence(row.at, row.short_code, row.keyword, row.mo_id, row.note)
     if row.event == OptIn.label:
         return OptIn(scope, evidence, row.purpose)

@@ -415,3 +415,6 @@ def test_scope_constructors_give_what_the_class_gives_and_refuse_what_it_refuses
     assert given_by(lambda: Scope.of_campaign(CampaignRef(name, owner, short_code))) == built(
         ScopeKind.CAMPAIGN, short_code=short_code, owner=owner, campaign=name
     )
+    for kind in ScopeKind:
+        # The ledger's stored fields, whatever the kind: those it does not take must be empty.
+        assert given_by(Scope.of, str(kind), short_code, owner, name) == built(kind, short_code=short_code, owner=owner, campaign=name)
