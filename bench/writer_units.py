@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> None:
                                 submit_status=0, now=now + 1, recipient=mt.msisdn, text=mt.text,
                             ),
                             (),
+                            first=False,  # a bulk MT's acceptance goes in the bulk lane, as the outbox writes it
                         )  # fmt: skip
                         for mt in claimed[first : first + args.batch]
                     ],

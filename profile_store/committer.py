@@ -54,10 +54,11 @@ Together = Callable[[Connection, Sequence[tuple[tuple[Any, ...], dict[str, Any]]
 def runs_together(together: Together) -> Callable[[F], F]:
     """Mark a unit function whose units in one batch may run as one call of ``together``.
 
-    The batch's first-lane units of that function (:attr:`Unit.first`) then run together,
-    in their order, where the first of them stood: a unit's position within its batch is
-    not something its caller can see, for every unit of a batch commits at once. When the
-    call raises, the batch runs again with a savepoint per unit, each through the function
+    The batch's units of that function in one lane (:attr:`Unit.first`, or bulk) then run
+    together, in their order, where the first of them stood: a unit's position within its
+    batch is not something its caller can see, for every unit of a batch commits at once.
+    A batch is never cut before a unit that already ran in such a call. When the call
+    raises, the batch runs again with a savepoint per unit, each through the function
     itself, so only the failing unit fails.
     """
 
@@ -167,11 +168,15 @@ class Committer:
         """
         deadline = time.perf_counter() + self.cut_after
         grouped = self._groups(batch)
+        # The last unit that ran: a group runs its later members early, and the units a cut
+        # leaves for the next batch must be all those after it.
+        furthest = -1
         for ran, unit in enumerate(batch):
             # Only bulk units are left for later: the batch's first-lane units came before
             # the ones waiting.
-            if ran and not unit.first and time.perf_counter() > deadline and self.urgent():
+            if ran > furthest and ran and not unit.first and time.perf_counter() > deadline and self.urgent():
                 return ran, True
+            furthest = max(furthest, ran)
             group = grouped.get(ran)
             try:
                 if group is None:
@@ -183,6 +188,7 @@ class Committer:
                     results = together(conn, [_call(member.fn, member.args) for member in members])
                     for member, result in zip(members, results, strict=True):
                         member.result = result
+                    furthest = max(furthest, group[-1])
             except sa.exc.DBAPIError as exc:
                 if transient(exc):
                     raise
@@ -193,15 +199,14 @@ class Committer:
 
     @staticmethod
     def _groups(batch: list[Unit]) -> dict[int, list[int]]:
-        """The first-lane units that run together: the indices of each group's members by the
-        index of its first, and an empty list by the index of each other member."""
-        groups: dict[Together, list[int]] = {}
+        """The units that run together, those of one function in one lane: the indices of each
+        group's members by the index of its first, and an empty list by the index of each
+        other member."""
+        groups: dict[tuple[Together, bool], list[int]] = {}
         for index, unit in enumerate(batch):
-            if not unit.first:
-                break
             together = _together(unit.fn)
             if together is not None:
-                groups.setdefault(together, []).append(index)
+                groups.setdefault((together, unit.first), []).append(index)
         plan: dict[int, list[int]] = {}
         for members in groups.values():
             if len(members) > 1:
