@@ -26,7 +26,7 @@ from profile_store.committer import runs_together
 from profile_store.dlr import apply_held_by_content, apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
 from profile_store.mt_values import ClaimedMt, MtProgress, MtRequest, StoredMt, StoredMtPart
 from profile_store.prepared import Prepared
-from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
+from profile_store.schema import MT_QUEUED, MT_SENDING, dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
 
 __all__ = [
@@ -68,10 +68,6 @@ def _constants(*values: str) -> list[sa.ColumnElement[Any]]:
     """Status names written into the SQL: a constant list needs no parameter expanded per run."""
     return [sa.literal_column(f"'{value}'") for value in values]
 
-
-#: The statuses the outbox's partial indexes are for, as constants: a query naming a status
-#: as a parameter cannot use an index whose WHERE names it.
-_QUEUED, _SENDING = _constants("queued", "sending")
 
 # Statements are built once: building and hashing a statement costs more than SQLite takes
 # to run it, and a statement object reused keeps its compiled form and cache key.
@@ -115,18 +111,18 @@ _SELECT_PARTS = sa.select(mt_parts).where(_p.mt_id == sa.bindparam("b_mt_id")).o
 _DUE_ORDER = (_m.priority, _m.next_attempt_at, _m.id)
 #: The lowest priority above ``b_after`` that has queued rows (an index seek).
 _NEXT_QUEUED_PRIORITY = Prepared(
-    sa.select(sa.func.min(_m.priority)).where(_m.status == _QUEUED, _m.priority > sa.bindparam("b_after"))
+    sa.select(sa.func.min(_m.priority)).where(MT_QUEUED, _m.priority > sa.bindparam("b_after"))
 )
 _DUE_AT_PRIORITY = (
     sa.select(*_DUE_ORDER)
-    .where(_m.status == _QUEUED, _m.priority == sa.bindparam("b_priority"), _m.next_attempt_at <= sa.bindparam("b_now"))
+    .where(MT_QUEUED, _m.priority == sa.bindparam("b_priority"), _m.next_attempt_at <= sa.bindparam("b_now"))
     .order_by(_m.next_attempt_at, _m.id)
     .limit(sa.bindparam("b_limit"))
 )
 #: Sends whose claim ran out (their node died or stalled): few rows are ever ``sending``.
 _EXPIRED_SENDS = (
     sa.select(*_DUE_ORDER)
-    .where(_m.status == _SENDING, _m.claim_expires_at < sa.bindparam("b_now"))
+    .where(MT_SENDING, _m.claim_expires_at < sa.bindparam("b_now"))
     .order_by(*_DUE_ORDER)
     .limit(sa.bindparam("b_limit"))
 )
@@ -788,11 +784,11 @@ def release_claims(conn: Connection, *, node: str, now: float) -> int:
     """
     m = mt_messages.c
     # A response may never have come for what was in flight: its parts may have gone out.
-    held = sa.select(m.id).where(m.status == _SENDING, m.claimed_by == node).scalar_subquery()
+    held = sa.select(m.id).where(MT_SENDING, m.claimed_by == node).scalar_subquery()
     conn.execute(sa.update(mt_parts).where(_p.status == "pending", _p.mt_id.in_(held)).values(uncertain=True))
     result = conn.execute(
         sa.update(mt_messages)
-        .where(m.status == _SENDING, m.claimed_by == node)
+        .where(MT_SENDING, m.claimed_by == node)
         .values(status="queued", claimed_by=None, claim_expires_at=None, updated_at=now)
     )
     return int(result.rowcount)

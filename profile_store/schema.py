@@ -68,6 +68,9 @@ __all__ = [
     "MT_STATUSES",
     "MT_PART_STATUSES",
     "MT_KINDS",
+    "MT_QUEUED",
+    "MT_SENDING",
+    "MT_ACTIVE",
     "CONSENT_EVENTS",
     "SEND_STATUSES",
     "RECIPIENT_STATUSES",
@@ -223,14 +226,17 @@ mt_messages = Table(
     Index(None, "campaign"),
 )
 
+#: The conditions the outbox's partial indexes hold, the status written as a constant: a
+#: query can use such an index only if its WHERE says the same (a parameter will not do).
+MT_QUEUED = mt_messages.c.status == literal_column("'queued'")
+MT_SENDING = mt_messages.c.status == literal_column("'sending'")
+MT_ACTIVE = mt_messages.c.status.in_([literal_column("'queued'"), literal_column("'sending'")])
+
 #: What the outbox claims: the queued rows of each priority by due time, and the sending
 #: rows by claim expiry. Partial, so an MT leaves both once submitted and its receipts'
-#: status changes maintain neither. A query can use one only if its WHERE says the same
-#: status as a constant.
-_QUEUED = mt_messages.c.status == literal_column("'queued'")
-_SENDING = mt_messages.c.status == literal_column("'sending'")
-Index("ix_mt_messages_queued", mt_messages.c.priority, mt_messages.c.next_attempt_at, sqlite_where=_QUEUED, postgresql_where=_QUEUED)
-Index("ix_mt_messages_sending", mt_messages.c.claim_expires_at, sqlite_where=_SENDING, postgresql_where=_SENDING)
+#: status changes maintain neither.
+Index("ix_mt_messages_queued", mt_messages.c.priority, mt_messages.c.next_attempt_at, sqlite_where=MT_QUEUED, postgresql_where=MT_QUEUED)
+Index("ix_mt_messages_sending", mt_messages.c.claim_expires_at, sqlite_where=MT_SENDING, postgresql_where=MT_SENDING)
 
 
 def _where_present(name: str, *columns: Column[Any]) -> Index:
@@ -246,7 +252,7 @@ _where_present("ix_mt_messages_send_id_subscriber_id", mt_messages.c.send_id, mt
 #: finish_sends: does a running send still have a queued or sending MT? Partial: replies
 #: (no send) never touch it, nor does an MT once submitted, so neither their inserts nor
 #: their receipts' status changes maintain it.
-_ACTIVE_OF_SEND = and_(mt_messages.c.send_id.is_not(None), mt_messages.c.status.in_([literal_column("'queued'"), literal_column("'sending'")]))
+_ACTIVE_OF_SEND = and_(mt_messages.c.send_id.is_not(None), MT_ACTIVE)
 Index("ix_mt_messages_send_id_active", mt_messages.c.send_id, sqlite_where=_ACTIVE_OF_SEND, postgresql_where=_ACTIVE_OF_SEND)
 
 #: One submit_sm of an MT: its SMSC message id, and what the SMSC and the receipt said.

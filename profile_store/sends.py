@@ -16,7 +16,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from profile_store.schema import campaigns, mo_messages, mt_messages, send_recipients, sends
+from profile_store.schema import MT_ACTIVE, campaigns, mo_messages, mt_messages, send_recipients, sends
 
 __all__ = [
     "PAUSED_UNTIL",
@@ -37,9 +37,6 @@ PAUSED_UNTIL = 1.0e12
 
 #: MT statuses that mean an SMSC accepted the MT.
 _SUBMITTED = ("submitted", "delivered", "undelivered", "expired")
-#: The statuses of an MT still to send, as constants, as the WHERE of the index on
-#: (send_id) that holds only such MTs says them.
-_ACTIVE = [sa.literal_column("'queued'"), sa.literal_column("'sending'")]
 
 
 @attrs.frozen
@@ -147,7 +144,7 @@ def start_send(conn: sa.Connection, send_id: int, now: float, seconds: float) ->
 
 def finish_sends(conn: sa.Connection, now: float) -> list[SendRow]:
     """Mark done the running sends with no MT left to send; returns them."""
-    pending = sa.select(mt_messages.c.id).where(mt_messages.c.send_id == sends.c.id, mt_messages.c.status.in_(_ACTIVE))
+    pending = sa.select(mt_messages.c.id).where(mt_messages.c.send_id == sends.c.id, MT_ACTIVE)
     done = [
         _row(r)
         for r in conn.execute(_SELECT_SENDS.where(sends.c.status == "running", ~sa.exists(pending)))
