@@ -288,20 +288,7 @@ def _record_receipts_together(
         if outcome is not None and mt_status in _SETTLEABLE_MT and mt_status != outcome:
             mt_status = outcome
             mt_writes.append({"b_mt_id": row.mt_id, "b_status": outcome, "b_now": now})
-        events.append(
-            {
-                "smsc": smsc,
-                "smsc_message_id": message_id,
-                "mt_part_id": row.id,
-                "stat": _short(receipt.stat),
-                "err": None if receipt.err is None else receipt.err[:8],
-                "message_state": receipt.message_state,
-                "received_at": now,
-                "matched": True,
-                "recipient": None,
-                "text": None if receipt.text is None else receipt.text[:32],
-            }
-        )
+        events.append(_event_row(smsc, receipt, message_id, now, row.id, None))
         outcomes.append((row, str(status), str(mt_status)))
     _SET_PART_OUTCOME.many(conn, part_writes)
     _INSERT_EVENT.many(conn, events)
@@ -360,18 +347,7 @@ def record_receipt(
             status = _APPLY_TO_PART.scalar(conn, {"b_part_id": part_id, **effect})
             part = (part_id, mt_id, status)
             by_content = True
-    event = {
-        "smsc": smsc,
-        "smsc_message_id": message_id,
-        "mt_part_id": None if part is None else part[0],
-        "stat": _short(receipt.stat),
-        "err": None if receipt.err is None else receipt.err[:8],
-        "message_state": receipt.message_state,
-        "received_at": now,
-        "matched": part is not None,
-        "recipient": None if part is not None else recipient,
-        "text": None if receipt.text is None else receipt.text[:32],
-    }
+    event = _event_row(smsc, receipt, message_id, now, None if part is None else part[0], recipient)
     event["id"] = _INSERT_EVENT.insert_id(conn, event)
     if part is None:
         return ReceiptRecorded.from_row(event)
@@ -382,6 +358,23 @@ def record_receipt(
     else:
         mt_status = refresh_mt_status(conn, mt_id, now)
     return ReceiptRecorded.from_row(event, mt_id=mt_id, part_status=str(part_status), mt_status=mt_status, by_content=by_content)
+
+
+def _event_row(smsc: str, receipt: DeliveryReceipt, message_id: str, now: float, part_id: int | None, recipient: Any) -> dict[str, Any]:
+    """The ``dlr_events`` row of a receipt, matched to ``part_id`` or (None) held; only a
+    held receipt keeps the handset's number."""
+    return {
+        "smsc": smsc,
+        "smsc_message_id": message_id,
+        "mt_part_id": part_id,
+        "stat": _short(receipt.stat),
+        "err": None if receipt.err is None else receipt.err[:8],
+        "message_state": receipt.message_state,
+        "received_at": now,
+        "matched": part_id is not None,
+        "recipient": None if part_id is not None else recipient,
+        "text": None if receipt.text is None else receipt.text[:32],
+    }
 
 
 def _match_by_content(conn: sa.Connection, smsc: str, recipient: str, text: str, since: float) -> tuple[int, int] | None:

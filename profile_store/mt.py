@@ -106,8 +106,9 @@ _SELECT_MT = (
 _SELECT_PARTS = sa.select(mt_parts).where(_p.mt_id == sa.bindparam("b_mt_id")).order_by(_p.part_index)
 
 # Due rows are found per priority, each a range on the partial index of queued rows
-# (priority, next_attempt_at), whose WHERE the status constant matches: one query with "queued and due OR sending and expired" ordered by priority made
-# SQLite read and sort every queued row at each claim (a million for a large multicast).
+# (priority, next_attempt_at), whose WHERE MT_QUEUED matches: one query with "queued and
+# due OR sending and expired" ordered by priority made SQLite read and sort every queued
+# row at each claim (a million for a large multicast).
 _DUE_ORDER = (_m.priority, _m.next_attempt_at, _m.id)
 #: The lowest priority above ``b_after`` that has queued rows (an index seek).
 _NEXT_QUEUED_PRIORITY = Prepared(
