@@ -545,10 +545,10 @@ def _parts_accepted_together(conn: Connection, calls: Sequence[tuple[tuple[Any, 
     rows = {}
     if len(set(mt_ids)) == len(mt_ids):
         rows = {int(row.mt_id): row for row in _PARTS_OF_MTS.all(conn, {"b_ids": mt_ids})}
+    # Every MT was found (ids are distinct, so one row each unless it has more parts).
     usual = len(rows) == len(accepted) and all(
-        row.parts_total == 1 and part_index == 1 and row.part_status in ("pending", "failed") and not row.uncertain
-        for (mt_id, part_index, *_), row in ((one, rows.get(one[0])) for one in accepted)
-        if row is not None
+        part_index == 1 and (row := rows[mt_id]).parts_total == 1 and row.part_status in ("pending", "failed") and not row.uncertain
+        for mt_id, part_index, *_ in accepted
     )
     if usual:
         by_smsc: dict[str, list[str]] = {}
