@@ -16,7 +16,7 @@ from __future__ import annotations
 import codecs
 import collections
 import enum
-import secrets
+import random
 from collections.abc import Callable
 
 import attrs
@@ -511,7 +511,9 @@ class ConcatReferences:
         return self._modulus.bit_length() - 1
 
     def _random_start(self, destination: str) -> int:
-        return secrets.randbelow(self._modulus)
+        # Unpredictable across restarts is all it needs (the module's generator is seeded
+        # from the OS at start-up); the OS's own generator costs a system call per number.
+        return random.getrandbits(self._modulus.bit_length() - 1)
 
     def next(self, destination: str) -> int:
         """Return the reference for the next long message to ``destination``."""

@@ -544,7 +544,13 @@ def test_references_16_bit_do_not_repeat() -> None:
 def test_references_default_start_is_in_range() -> None:
     """Without a start function the first references fall within the bit width."""
     refs = ConcatReferences()
-    assert all(0 <= refs.next(str(n)) <= 255 for n in range(1000))
+    starts = [refs.next(str(n)) for n in range(1000)]
+    assert all(0 <= start <= 255 for start in starts)
+    # Spread over the range, not one value for everyone (1000 draws cover nearly all 256).
+    assert len(set(starts)) > 200
+    wide = ConcatReferences(16)
+    assert all(0 <= wide.next(str(n)) <= 65535 for n in range(1000))
+    assert max(wide.next(f"x{n}") for n in range(1000)) > 255
 
 
 def test_references_evict_least_recently_used() -> None:
