@@ -27,7 +27,7 @@ import trio
 from profile_store.committer import runs_together, transient
 from profile_store.db import Store, StoreUnavailable
 from profile_store.mo import MoPartIn, pending_mos, store_mo_part
-from profile_store.mt import ClaimedMt, MtRequest, enqueue_claimed, enqueue_mt
+from profile_store.mt import ClaimedMt, MtRequest, NewMt, insert_mts, new_mt
 from profile_store.prepared import Prepared
 from profile_store.schema import mo_messages
 from profile_store.values import MoStatus, MoStored, StoredMo
@@ -185,6 +185,10 @@ def _process_mos(
     senders = collections.Counter(mo.subscriber_id for mo in mos)
     repeated = {sid for sid, count in senders.items() if count > 1}
     failures: list[dict[str, object]] = []
+    # The replies are checked as each MO is decided, and inserted together after the last.
+    replies: list[NewMt] = []
+    # Where each replying MO's outcome is, and how many replies it has.
+    replying: list[tuple[int, int]] = []
     for mo in mos:
         if mo.id not in claimed:
             outcomes.append(Processed(mo.id, mo.route or "", (), fresh=False))
@@ -216,18 +220,20 @@ def _process_mos(
                     failures.append({"mo_id": mo.id, "new_error": error})
                     outcomes.append(Failed(mo.id, error))
                     continue
-        mt_ids: list[int] = []
-        claimed_mts: list[ClaimedMt] = []
+        # Claimed by this node unless another MO of the subscriber is in the batch: then the
+        # claim-time screen sees a STOP later in the batch.
+        lease = (claim[0], now + claim[1]) if claim is not None and mo.subscriber_id not in repeated else None
         for request in requests:
-            ref = next_ref(request.msisdn)
-            if claim is not None and mo.subscriber_id not in repeated:
-                mt = enqueue_claimed(conn, request, now, concat_ref=ref, node=claim[0], lease=claim[1])
-                claimed_mts.append(mt)
-                mt_ids.append(mt.id)
-            else:
-                mt_ids.append(enqueue_mt(conn, request, now, concat_ref=ref).id)
+            replies.append(new_mt(conn, request, now, concat_ref=next_ref(request.msisdn), claim=lease))
         routes.append({"mo_id": mo.id, "new_route": decision.route, "new_campaign_id": decision.campaign_id})
-        outcomes.append(Processed(mo.id, decision.route, tuple(mt_ids), fresh=True, claimed=tuple(claimed_mts)))
+        replying.append((len(outcomes), len(requests)))
+        outcomes.append(Processed(mo.id, decision.route, (), fresh=True))
+    stored = iter(insert_mts(conn, replies))
+    for index, count in replying:
+        mts = [next(stored) for _ in range(count)]
+        claimed_mts = tuple(mt for mt in mts if isinstance(mt, ClaimedMt))
+        mo_id, route = outcomes[index].mo_id, outcomes[index].route  # type: ignore[union-attr]
+        outcomes[index] = Processed(mo_id, route, tuple(mt.id for mt in mts), fresh=True, claimed=claimed_mts)
     _RECORD_ROUTE.many(conn, routes)
     if failures:
         conn.execute(_RECORD_FAILURE, failures)

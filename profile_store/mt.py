@@ -40,6 +40,9 @@ __all__ = [
     "DEFAULT_BACKOFF_CAP",
     "exponential_backoff",
     "enqueue_mt",
+    "NewMt",
+    "new_mt",
+    "insert_mts",
     "claim_due",
     "Screen",
     "part_accepted",
@@ -97,6 +100,7 @@ _MT_INSERTED = (
 )
 _INSERT_MT = Prepared(sa.insert(mt_messages), keys=_MT_INSERTED, returning_id=True)
 _INSERT_PARTS = Prepared(sa.insert(mt_parts), keys=("mt_id", "part_index", "status"))
+_LAST_ROWID = Prepared(sa.text("SELECT last_insert_rowid()"))
 
 _SELECT_MT = (
     sa.select(*_MT_COLUMNS)
@@ -318,8 +322,9 @@ def enqueue_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: 
         UnencodableError: ``data_coding`` asks for an alphabet that cannot carry the text.
         ValueError: the text needs more than 255 parts, or ``data_coding`` is not a text coding.
     """
-    row, _ = _insert_mt(conn, request, now, concat_ref)
-    return StoredMt.from_row(row)
+    stored = insert_mts(conn, [new_mt(conn, request, now, concat_ref=concat_ref)])[0]
+    assert isinstance(stored, StoredMt)
+    return stored
 
 
 def enqueue_claimed(conn: Connection, request: MtRequest, now: float, *, concat_ref: int, node: str, lease: float) -> ClaimedMt:
@@ -331,14 +336,35 @@ def enqueue_claimed(conn: Connection, request: MtRequest, now: float, *, concat_
     same transaction's view of the ledger. If the node dies before it is sent, the lease
     runs out and :func:`claim_due` resumes it like any abandoned send.
     """
-    row, parts = _insert_mt(conn, request, now, concat_ref, claim=(node, now + lease))
-    return ClaimedMt.from_row(row, tuple(part.index for part in parts))
+    claimed = insert_mts(conn, [new_mt(conn, request, now, concat_ref=concat_ref, claim=(node, now + lease))])[0]
+    assert isinstance(claimed, ClaimedMt)
+    return claimed
 
 
-def _insert_mt(
-    conn: Connection, request: MtRequest, now: float, concat_ref: int, claim: tuple[str, float] | None = None
-) -> tuple[dict[str, Any], list[Any]]:
-    """Insert the MT and its pending parts; the row as written (``id`` and ``msisdn`` included) and its parts."""
+@attrs.frozen
+class NewMt:
+    """An MT checked and ready to insert (:func:`new_mt`), for :func:`insert_mts`."""
+
+    #: The ``mt_messages`` row to insert, without its id.
+    row: dict[str, Any]
+    msisdn: str
+    #: The indices of its parts.
+    parts: tuple[int, ...]
+
+    @property
+    def claimed(self) -> bool:
+        """Inserted ``sending``, claimed by a node: it becomes a :class:`ClaimedMt`."""
+        return self.row["claimed_by"] is not None
+
+
+def new_mt(conn: Connection, request: MtRequest, now: float, *, concat_ref: int, claim: tuple[str, float] | None = None) -> NewMt:
+    """Check an MT and build its row: ``queued`` and due now, or with ``claim`` (a node and
+    the end of its lease) ``sending`` and claimed by that node. Nothing is inserted, but a
+    subscriber row is created for a number given without its subscriber id.
+
+    Raises:
+        as :func:`enqueue_mt`.
+    """
     # Splitting here (not only at send time) rejects unsendable text while the caller can
     # still be told, and fixes parts_total so part rows exist before the first attempt.
     parts = split_text(request.text, reference=concat_ref, method=ConcatMethod.UDH8, data_coding=request.data_coding)
@@ -369,10 +395,30 @@ def _insert_mt(
         "updated_at": now,
         "kind": request.resolved_kind,
     }
-    mt_id = _INSERT_MT.insert_id(conn, row)
-    _INSERT_PARTS.many(conn, [{"mt_id": mt_id, "part_index": part.index, "status": "pending"} for part in parts])
-    # The row holds exactly what was inserted, so it is not read back.
-    return {**row, "id": mt_id, "msisdn": msisdn}, parts
+    return NewMt(row, msisdn, tuple(part.index for part in parts))
+
+
+def insert_mts(conn: Connection, mts: Sequence[NewMt]) -> list[StoredMt | ClaimedMt]:
+    """Insert MTs built by :func:`new_mt`, each with one ``pending`` row per part, in order;
+    each as stored (a :class:`ClaimedMt` for a claimed one). On SQLite many take one
+    statement per table."""
+    if not mts:
+        return []
+    if len(mts) > 1 and conn.dialect.name == "sqlite":
+        _INSERT_MT.many(conn, [mt.row for mt in mts])
+        # One statement inserted them in order, under the write lock, into a table whose ids
+        # are rowids (no AUTOINCREMENT): each took the next id after the last.
+        first_id = int(_LAST_ROWID.scalar(conn, {})) - len(mts) + 1
+        ids = list(range(first_id, first_id + len(mts)))
+    else:
+        ids = [_INSERT_MT.insert_id(conn, mt.row) for mt in mts]
+    _INSERT_PARTS.many(conn, [{"mt_id": mt_id, "part_index": index, "status": "pending"} for mt_id, mt in zip(ids, mts) for index in mt.parts])
+    # The rows hold exactly what was inserted, so they are not read back.
+    stored: list[StoredMt | ClaimedMt] = []
+    for mt_id, mt in zip(ids, mts):
+        row = {**mt.row, "id": mt_id, "msisdn": mt.msisdn}
+        stored.append(ClaimedMt.from_row(row, mt.parts) if mt.claimed else StoredMt.from_row(row))
+    return stored
 
 
 def get_mt(conn: Connection, mt_id: int) -> StoredMt | None:

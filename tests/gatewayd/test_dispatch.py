@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import trio
 
 from gatewayd.config import StoreConfig
-from gatewayd.dispatch import Decision, Dispatcher, MoProcessor
+from gatewayd.dispatch import Decision, Dispatcher, MoProcessor, Processed, process_mos
 from gatewayd.ingest import InboundMessage, StoreAccept
 from gatewayd.simulator.smsc import SmscSimulator
 from gatewayd.smpp.constants import CommandStatus
@@ -202,6 +202,33 @@ async def test_replies_are_handed_over_already_claimed_except_for_a_repeated_sen
     assert {by_id[mt.id] for mt in handed} == {("sending", "node-a")}
     assert sorted(v for i, v in by_id.items() if i not in {mt.id for mt in handed}) == [("queued", None)] * 2
     assert woken
+
+
+async def test_each_mo_of_a_batch_gets_the_ids_of_its_own_replies(store: Store) -> None:
+    """The replies of a batch's MOs are inserted together after the last is decided: each MO's
+    outcome still names its own replies (none, one or two), claimed or queued as decided."""
+    mos = await _stored(store, 4)
+    again = await store.write(store_mo_part, _part(3, "VOTE B"), time.time())
+    assert again.mo is not None
+    batch = [*mos, again.mo]
+
+    def decide(conn: sa.Connection, mo: StoredMo, now: float) -> Decision:
+        count = batch.index(mo) % 3
+        texts = [f"reply {n} to {mo.id}" for n in range(count)]
+        return Decision(route="r", replies=tuple(MtRequest(msisdn=mo.msisdn, source_addr="4160", text=t, in_reply_to=mo.id) for t in texts))
+
+    outcomes = await store.write(process_mos, batch, time.time(), decide, lambda number: 1, ("node-a", 60.0))
+    rows = await store.read(lambda conn: conn.execute(sa.text("SELECT id, in_reply_to, text, status FROM mt_messages")).all())
+    by_id = {int(i): (int(mo_id), text, status) for i, mo_id, text, status in rows}
+    assert len(by_id) == sum(batch.index(mo) % 3 for mo in batch)
+    for mo, outcome in zip(batch, outcomes, strict=True):
+        assert isinstance(outcome, Processed) and outcome.mo_id == mo.id
+        count = batch.index(mo) % 3
+        assert [by_id[i][:2] for i in outcome.mt_ids] == [(mo.id, f"reply {n} to {mo.id}") for n in range(count)]
+        # The subscriber with two MOs in the batch gets queued replies, for the claim-time screen.
+        repeated = mo.subscriber_id == again.mo.subscriber_id
+        assert {by_id[i][2] for i in outcome.mt_ids} <= ({"queued"} if repeated else {"sending"})
+        assert [mt.id for mt in outcome.claimed] == ([] if repeated else list(outcome.mt_ids))
 
 
 class _Batches:

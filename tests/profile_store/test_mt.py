@@ -26,6 +26,8 @@ from profile_store.mt import (
     exponential_backoff,
     get_mt,
     get_parts,
+    insert_mts,
+    new_mt,
     outbox_counts,
     part_accepted,
     release_claims,
@@ -74,6 +76,63 @@ async def test_enqueue_computes_parts(store: Store) -> None:
     parts = await store.read(get_parts, long.id)
     assert [(p.part_index, p.status) for p in parts] == [(1, "pending"), (2, "pending"), (3, "pending")]
     assert await store.read(outbox_counts) == {"queued": 3}
+
+
+async def test_mts_inserted_together_get_their_own_ids_and_parts(store: Store) -> None:
+    """Several MTs inserted in one call (as a batch of MOs inserts its replies) come back with
+    the ids the database gave them, queued or claimed as built, each with its part rows."""
+
+    def insert(conn: sa.Connection) -> list[Any]:
+        built = [
+            new_mt(conn, request(1), T0, concat_ref=1),
+            new_mt(conn, request(2, text=LONG_TEXT), T0, concat_ref=2, claim=("node-a", T0 + 60)),
+            new_mt(conn, request(3), T0, concat_ref=3, claim=("node-a", T0 + 60)),
+        ]
+        return insert_mts(conn, built)
+
+    await enqueue(store, request(9))
+    stored = await store.write(insert)
+    assert [type(mt).__name__ for mt in stored] == ["StoredMt", "ClaimedMt", "ClaimedMt"]
+    for mt, (msisdn, parts, status) in zip(
+        stored, [("+447700900001", 1, "queued"), ("+447700900002", 3, "sending"), ("+447700900003", 1, "sending")], strict=True
+    ):
+        found = await store.read(get_mt, mt.id)
+        assert found is not None and (found.msisdn, found.parts_total, found.status) == (msisdn, parts, status)
+        assert [p.part_index for p in await store.read(get_parts, mt.id)] == list(range(1, parts + 1))
+    assert stored[1].pending_parts == (1, 2, 3)  # type: ignore[union-attr]
+
+
+_reply_text = st.sampled_from(["Thanks for voting", LONG_TEXT, "Καλημέρα σας, ευχαριστούμε! ☺" * 3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mts=st.lists(st.tuples(st.integers(1, 3), _reply_text, st.booleans()), min_size=1, max_size=6),
+    earlier=st.integers(0, 3),
+)
+def test_mts_inserted_together_are_stored_as_one_by_one(mts: list[tuple[int, str, bool]], earlier: int) -> None:
+    """Whatever the MTs (long or short, claimed or queued, to new or known numbers) and the
+    rows already there, inserting them in one call returns, and stores, what inserting them
+    one at a time does."""
+    outcomes = []
+    for together in (False, True):
+        engine = sa.create_engine("sqlite://")
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            for n in range(earlier):
+                enqueue_mt(conn, request(n + 1), T0, concat_ref=n)
+            built = [
+                new_mt(conn, request(n, text=text), T0 + 1, concat_ref=k, claim=("node", T0 + 61) if claimed else None)
+                for k, (n, text, claimed) in enumerate(mts)
+            ]
+            stored = insert_mts(conn, built) if together else [insert_mts(conn, [mt])[0] for mt in built]
+        with engine.connect() as conn:
+            tables = [[tuple(row) for row in conn.execute(sa.select(table).order_by(table.c.id))] for table in (mt_messages, mt_parts)]
+        outcomes.append((stored, tables))
+        engine.dispose()
+    assert outcomes[1] == outcomes[0]
+    stored, (mt_rows, _) = outcomes[1]
+    assert [mt.id for mt in stored] == [row[0] for row in mt_rows[earlier:]]
 
 
 async def test_enqueue_rejects_text_the_coding_cannot_carry(store: Store) -> None:
