@@ -28,7 +28,7 @@ from gatewayd.smpp.constants import MessageState
 from gatewayd.smpp.receipts import DeliveryReceipt, final_status
 from profile_store.committer import runs_together
 from profile_store.locks import lock_key
-from profile_store.prepared import Prepared
+from profile_store.prepared import Prepared, first_inserted_id
 from profile_store.schema import dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.subscribers import RawNumber
 from profile_store.values import MtPartStatus, MtStatus, ReceiptRecorded
@@ -233,7 +233,6 @@ _SET_PART_OUTCOME = Prepared(
 _SET_MT_STATUS = Prepared(
     sa.update(mt_messages).where(_m.id == sa.bindparam("b_mt_id")).values(status=sa.bindparam("b_status"), updated_at=sa.bindparam("b_now"))
 )
-_LAST_ROWID = Prepared(sa.text("SELECT last_insert_rowid()"))
 
 
 def _receipt_call(
@@ -292,9 +291,7 @@ def _record_receipts_together(
         outcomes.append((row, str(status), str(mt_status)))
     _SET_PART_OUTCOME.many(conn, part_writes)
     _INSERT_EVENT.many(conn, events)
-    # One statement inserted them in order, under the write lock, into a table whose ids
-    # are rowids (no AUTOINCREMENT): each took the next id after the last.
-    first_id = int(_LAST_ROWID.scalar(conn, {})) - len(events) + 1
+    first_id = first_inserted_id(conn, len(events))
     _SET_MT_STATUS.many(conn, mt_writes)
     return [
         ReceiptRecorded(

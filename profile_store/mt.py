@@ -25,7 +25,7 @@ from gatewayd.smpp.text import ConcatMethod, split_text
 from profile_store.committer import runs_together
 from profile_store.dlr import apply_held_by_content, apply_held_receipts_to_mt, lock_message_id, refresh_mt_status
 from profile_store.mt_values import ClaimedMt, MtProgress, MtRequest, StoredMt, StoredMtPart
-from profile_store.prepared import Prepared
+from profile_store.prepared import Prepared, first_inserted_id
 from profile_store.schema import MT_QUEUED, MT_SENDING, dlr_events, mt_messages, mt_parts, subscribers
 from profile_store.subscribers import get_or_create_subscriber, normalise_msisdn
 
@@ -100,7 +100,6 @@ _MT_INSERTED = (
 )
 _INSERT_MT = Prepared(sa.insert(mt_messages), keys=_MT_INSERTED, returning_id=True)
 _INSERT_PARTS = Prepared(sa.insert(mt_parts), keys=("mt_id", "part_index", "status"))
-_LAST_ROWID = Prepared(sa.text("SELECT last_insert_rowid()"))
 
 _SELECT_MT = (
     sa.select(*_MT_COLUMNS)
@@ -406,9 +405,7 @@ def insert_mts(conn: Connection, mts: Sequence[NewMt]) -> list[StoredMt | Claime
         return []
     if len(mts) > 1 and conn.dialect.name == "sqlite":
         _INSERT_MT.many(conn, [mt.row for mt in mts])
-        # One statement inserted them in order, under the write lock, into a table whose ids
-        # are rowids (no AUTOINCREMENT): each took the next id after the last.
-        first_id = int(_LAST_ROWID.scalar(conn, {})) - len(mts) + 1
+        first_id = first_inserted_id(conn, len(mts))
         ids = list(range(first_id, first_id + len(mts)))
     else:
         ids = [_INSERT_MT.insert_id(conn, mt.row) for mt in mts]

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "first_inserted_id"]
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 _NO_PARAMETERS: Mapping[str, Any] = types.MappingProxyType({})
@@ -210,3 +210,13 @@ class Prepared:
             row_type = self._row_types[names] = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
         return [row_type._make(row) for row in rows]
 
+
+
+_LAST_ROWID = Prepared(sa.text("SELECT last_insert_rowid()"))
+
+
+def first_inserted_id(conn: Connection, count: int) -> int:
+    """On SQLite, the id of the first of the ``count`` rows the last ``executemany`` INSERT
+    added to a table whose ids are rowids (no AUTOINCREMENT): one statement inserted them in
+    order, under the write lock, each taking the next id after the last."""
+    return int(_LAST_ROWID.scalar(conn, {})) - count + 1
