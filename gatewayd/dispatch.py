@@ -187,8 +187,8 @@ def _process_mos(
     failures: list[dict[str, object]] = []
     # The replies are checked as each MO is decided, and inserted together after the last.
     replies: list[NewMt] = []
-    # Where each replying MO's outcome is, and how many replies it has.
-    replying: list[tuple[int, int]] = []
+    # Each replying MO's outcome: where it is, the MO, its route, and how many replies it has.
+    replying: list[tuple[int, int, str, int]] = []
     for mo in mos:
         if mo.id not in claimed:
             outcomes.append(Processed(mo.id, mo.route or "", (), fresh=False))
@@ -226,13 +226,12 @@ def _process_mos(
         for request in requests:
             replies.append(new_mt(conn, request, now, concat_ref=next_ref(request.msisdn), claim=lease))
         routes.append({"mo_id": mo.id, "new_route": decision.route, "new_campaign_id": decision.campaign_id})
-        replying.append((len(outcomes), len(requests)))
+        replying.append((len(outcomes), mo.id, decision.route, len(requests)))
         outcomes.append(Processed(mo.id, decision.route, (), fresh=True))
     stored = iter(insert_mts(conn, replies))
-    for index, count in replying:
+    for index, mo_id, route, count in replying:
         mts = [next(stored) for _ in range(count)]
         claimed_mts = tuple(mt for mt in mts if isinstance(mt, ClaimedMt))
-        mo_id, route = outcomes[index].mo_id, outcomes[index].route  # type: ignore[union-attr]
         outcomes[index] = Processed(mo_id, route, tuple(mt.id for mt in mts), fresh=True, claimed=claimed_mts)
     _RECORD_ROUTE.many(conn, routes)
     if failures:
