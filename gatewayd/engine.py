@@ -175,6 +175,7 @@ class CampaignEngine:
         if privacy is not None:
             self.privacy = privacy
         self._prefetched = None
+        self._refs: dict[str, CampaignRef] = {}
         self.generation += 1
 
     @property
@@ -228,7 +229,11 @@ class CampaignEngine:
 
     def _ref(self, loaded: LoadedCampaign) -> CampaignRef:
         sheet = loaded.sheet
-        return CampaignRef(sheet.name, sheet.owner, sheet.short_code)
+        # One per campaign of the snapshot in force (swap starts afresh).
+        ref = self._refs.get(sheet.name)
+        if ref is None:
+            ref = self._refs[sheet.name] = CampaignRef(sheet.name, sheet.owner, sheet.short_code)
+        return ref
 
     # --- deciding --------------------------------------------------------------------------
 
@@ -507,8 +512,8 @@ class _Applier:
                 case Reply():
                     texts.append(action.text)
                 case SetState():
-                    store.save_state(conn, cid, sid, action.state, now)
                     state = store.thaw(action.state)
+                    store.save_state(conn, cid, sid, state, now)
                 case Record():
                     store.add_record(conn, cid, sid, mo.id, action.kind, action.key, action.value, now, replace=action.replace)
                 case RecordFact():

@@ -131,6 +131,9 @@ def words(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Modules compare every answer with their settings' choices, codes and keywords, the same
+# few strings for every MO: remembering their forms saves folding them again each time.
+@functools.lru_cache(maxsize=4096)
 def key(text: str) -> str:
     """The comparison form of a whole answer: its folded words without separators.
 

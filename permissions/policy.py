@@ -111,7 +111,7 @@ class PurposeKind(enum.StrEnum):
 _DISCLOSURE_PREFIX = "disclosure:"
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class Purpose:
     """Why data is used. ``str()`` gives the policy file's spelling (``disclosure:NAME``)."""
 
@@ -396,10 +396,13 @@ class Policy:
     #: Answers already given by :meth:`may` (the policy never changes; the gateway asks the
     #: same few questions for every MO).
     _answers: dict[tuple[Any, ...], Decision] = attrs.field(init=False, repr=False, eq=False)
+    #: Answers already given by :meth:`readable`.
+    _readable: dict[tuple[str, Purpose | str], frozenset[Category]] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_users", _index(self.data_users))
         object.__setattr__(self, "_answers", {})
+        object.__setattr__(self, "_readable", {})
         known = {party.name for party in self.third_parties}
         for user in self.data_users:
             for rule in user.rules:
@@ -462,6 +465,17 @@ class Policy:
             return self.may(owner, Operation.READ, Category.CONTACT, MARKETING)
         return Permit()
 
+    def readable(self, user: str, purpose: Purpose | str) -> frozenset[Category]:
+        """The categories ``user`` may read in full for ``purpose``."""
+        key = (user, purpose)
+        found = self._readable.get(key)
+        if found is None:
+            parsed = Purpose.parse(purpose)
+            found = frozenset(category for category in Category if self.may(user, Operation.READ, category, parsed).permitted)
+            if len(self._readable) < 1024:
+                self._readable[key] = found
+        return found
+
     def view_for(
         self,
         user: str,
@@ -473,9 +487,7 @@ class Policy:
         ``attributes`` narrowed to the readable ones, and ``facts`` (local profile facts)
         when ``profile`` is readable."""
         purpose = Purpose.parse(purpose)
-        categories = frozenset(
-            category for category in Category if self.may(user, Operation.READ, category, purpose).permitted
-        )
+        categories = self.readable(user, purpose)
         held = dict(attributes or {})
         if Category.DECLARED in categories:
             kept = held

@@ -174,7 +174,7 @@ _SAVE_STATE = {dialect: Prepared(_state_upsert(dialect)) for dialect in ("sqlite
 
 def save_state(conn: sa.Connection, campaign_id: int, subscriber_id: int, state: Mapping[str, Any], now: float) -> None:
     """Replace the module state of a subscriber in a campaign."""
-    text = json.dumps(state, separators=(",", ":"), sort_keys=True, default=_jsonable)
+    text = _STATE_JSON.encode(state)
     _SAVE_STATE[conn.dialect.name].run(conn, {"cid": campaign_id, "sid": subscriber_id, "state": text, "now": now})
 
 
@@ -195,6 +195,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"module state holds a {type(value).__name__}, which JSON cannot store")
+
+
+# One encoder: json.dumps with options builds a new one per call. States already thawed
+# (plain dicts and lists) never reach ``default``.
+_STATE_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=_jsonable)
 
 
 # --- sessions ------------------------------------------------------------------------------
