@@ -272,6 +272,17 @@ def test_view_for_agrees_with_may(policy: Policy, user: str, purpose: Purpose, d
         assert (category in view.categories) is policy.may(user, "read", category, purpose).permitted
 
 
+@deterministic
+@given(policies(), st.lists(st.tuples(st.sampled_from(USERS), purposes), min_size=1, max_size=8))
+def test_readable_answers_each_user_and_purpose_apart(policy: Policy, questions: list[tuple[str, Purpose]]) -> None:
+    """readable() remembers its answers: asked again, or by the purpose's spelling, about
+    several users and purposes in any order, each answer is still the one may() gives."""
+    for user, purpose in questions + questions:
+        for asked in (purpose, str(purpose)):
+            expected = {category for category in Category if policy.may(user, "read", category, purpose).permitted}
+            assert policy.readable(user, asked) == expected
+
+
 def test_subscriber_view_passes_state_only_with_participation() -> None:
     """The module's state is participation data: without it the module sees none."""
     policy = shop_policy()
