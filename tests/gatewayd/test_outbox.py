@@ -195,9 +195,12 @@ async def test_link_slots_keep_a_tenth_for_replies() -> None:
 
     async def hold(name: str, priority: int) -> None:
         done = held[name] = trio.Event()
-        async with slots.hold(priority):
+        await slots.acquire(priority)
+        try:
             granted.append(name)
             await done.wait()
+        finally:
+            slots.release()
 
     async with trio.open_nursery() as nursery:
         for n in range(10):
