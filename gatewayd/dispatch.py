@@ -17,7 +17,7 @@ import collections
 import contextlib
 import functools
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 import sqlalchemy as sa
@@ -388,10 +388,10 @@ class Dispatcher:
         else:
             self._queued.add(mo.id)
 
-    @contextlib.contextmanager
-    def deciding_on_store(self) -> Iterator[Inline | None]:
-        """For the body of the ``with``: what :func:`store_and_process` needs to decide about
-        an MO as it is stored, or None to leave it to :meth:`submit`.
+    def deciding_on_store(self) -> Inline | None:
+        """What :func:`store_and_process` needs to decide about an MO as it is stored, or
+        None to leave it to :meth:`submit`. Whoever gets an answer that is not None calls
+        :meth:`stored_and_decided` once that unit's write has returned (or failed).
 
         None while the dispatcher is not running or not told to (:attr:`decide_on_store`),
         while it has MOs of its own (an older MO of the same subscriber may be among them),
@@ -400,14 +400,15 @@ class Dispatcher:
         the store no more under load than the dispatcher's batches do, and a reply waits
         for one commit rather than two.
         """
+        # Not a context manager: asked for every MO, and a generator-based one costs ten times this.
         if not (self._running and self.decide_on_store) or self._queued or self._busy or self._inline >= self.inline_limit:
-            yield None
-            return
+            return None
         self._inline += 1
-        try:
-            yield self.processor, self._refs.next, self._claim_for()
-        finally:
-            self._inline -= 1
+        return self.processor, self._refs.next, self._claim_for()
+
+    def stored_and_decided(self) -> None:
+        """An MO that :meth:`deciding_on_store` let be decided about as it was stored is no longer being stored."""
+        self._inline -= 1
 
     def processed_on_store(self, outcomes: Sequence[Processed | Failed], latency_ms: float) -> None:
         """Take the outcome of an MO decided about in the unit that stored it."""

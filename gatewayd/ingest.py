@@ -9,7 +9,6 @@ acknowledge with. The acknowledgement goes out only after ``accept`` returns, so
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 from typing import Awaitable, Callable, Iterable
@@ -181,11 +180,15 @@ class StoreAccept:
                 "msisdn": msisdn,
             }
             started = trio.current_time()
-            with self._dispatcher.deciding_on_store() if self._dispatcher is not None else contextlib.nullcontext() as inline:
-                if inline is None:
-                    stored, outcomes = await self.store.write_first(store_mo_part, part, self._clock(), **options), None
-                else:
+            inline = self._dispatcher.deciding_on_store() if self._dispatcher is not None else None
+            if inline is None:
+                stored, outcomes = await self.store.write_first(store_mo_part, part, self._clock(), **options), None
+            else:
+                assert self._dispatcher is not None
+                try:
                     stored, outcomes = await self.store.write_first(store_and_process, part, self._clock(), inline, **options)
+                finally:
+                    self._dispatcher.stored_and_decided()
         except InvalidNumber as exc:
             # Nobody to answer or to keep a profile for; the SMSC must not retry it either.
             log.warning("mo_unaddressable", smsc=message.smsc, source_addr=message.source_addr, reason=str(exc))

@@ -318,6 +318,18 @@ async def test_an_mo_stored_while_the_dispatcher_is_idle_is_decided_in_the_same_
     assert dispatcher.processed == 1 and await store.read(_count("mt_messages")) == 1
 
 
+async def test_deciding_on_store_is_offered_up_to_the_limit_at_once(nursery: trio.Nursery, store: Store) -> None:
+    """inline_limit MOs may be stored and decided about at once: the next is left to the
+    dispatcher until one of them is done."""
+    dispatcher, _, _, _ = await _deciding(nursery, store, _reply, inline_limit=2)
+    first, second = dispatcher.deciding_on_store(), dispatcher.deciding_on_store()
+    assert first is not None and second is not None and first[0] is _reply
+    assert dispatcher.deciding_on_store() is None
+    dispatcher.stored_and_decided()
+    assert dispatcher.deciding_on_store() is not None
+    assert dispatcher.deciding_on_store() is None
+
+
 async def test_mos_are_handed_over_when_the_dispatcher_may_not_decide_on_store(nursery: trio.Nursery, store: Store) -> None:
     """Not told to, or with its limit of MOs decided on store reached, the dispatcher has
     the MO stored alone and handed over; it is processed in a unit of its own."""
