@@ -297,6 +297,15 @@ class SmscLink:
         and inherits that time, so it never queues behind tokens handed out to bulk traffic.
         When the first one goes, it takes tokens for those behind it while the bucket has them.
         """
+        if not self._waiting and self._slot is None:
+            # Nobody in line and no token taken ahead: with a token in the bucket, go now.
+            now = trio.current_time()
+            if self._penalty.until <= now:
+                delay = self._bucket.reserve(now)
+                if delay <= 0:
+                    return
+                # Borrowed: this request is first in line, and waits for it as below.
+                self._slot = now + delay
         me = _Waiter(priority, next(self._arrivals))
         heapq.heappush(self._waiting, me)
         self._nudge_first()
