@@ -49,16 +49,13 @@ from gatewayd.campaigns import Campaigns  # noqa: E402
 from gatewayd.config import load_config  # noqa: E402
 from gatewayd.dispatch import process_mos  # noqa: E402
 from gatewayd.logging import configure_logging  # noqa: E402
-from gatewayd.smpp.receipts import DeliveryReceipt  # noqa: E402
 from gatewayd.smpp.text import ConcatReferences  # noqa: E402
 from multicast import positive  # noqa: E402
 from profile_store.committer import Committer  # noqa: E402
 from profile_store.db import Store, make_engine  # noqa: E402
-from profile_store.dlr import record_receipt  # noqa: E402
 from profile_store.mo import MoPartIn, store_mo_part  # noqa: E402
-from profile_store.mt import part_accepted  # noqa: E402
 from profile_store.subscribers import normalise_msisdn  # noqa: E402
-from writer_units import BenchUnit, StatementTimes, commit  # noqa: E402
+from writer_units import BenchUnit, StatementTimes, accept_all, commit, per_item, receipt_all  # noqa: E402
 
 SMSC = "bench"
 #: MOs per process_mos unit: what the dispatcher gathers under load.
@@ -137,31 +134,8 @@ def run(args: argparse.Namespace) -> None:
             commit(committer, [unit])
             replies += [mt for outcome in unit.result for mt in outcome.claimed]
         cpu["decide"] = time.process_time() - started
-        started = time.process_time()
-        for first in range(0, len(replies), args.batch):
-            units = [
-                BenchUnit(
-                    functools.partial(
-                        part_accepted, mt_id=mt.id, part_index=1, smsc=SMSC, smsc_message_id=f"{mt.id:08x}",
-                        submit_status=0, now=now + 1, recipient=mt.msisdn, text=mt.text,
-                    ),
-                    (),
-                )  # fmt: skip
-                for mt in replies[first : first + args.batch]
-            ]
-            commit(committer, units)
-        cpu["submit_sm_resp"] = time.process_time() - started
-        started = time.process_time()
-        for first in range(0, len(replies), args.batch):
-            units = []
-            for mt in replies[first : first + args.batch]:
-                receipt = DeliveryReceipt(
-                    message_id=f"{mt.id:08x}", sub="001", dlvrd="001", submit_date=None, done_date=None, stat="DELIVRD",
-                    err="000", text=mt.text[:20], message_state=2, network_error_code=None,
-                )  # fmt: skip
-                units.append(BenchUnit(functools.partial(record_receipt, recipient=mt.msisdn), (SMSC, receipt, receipt.message_id, now + 2)))
-            commit(committer, units)
-        cpu["receipt"] = time.process_time() - started
+        cpu["submit_sm_resp"] = accept_all(committer, replies, args.batch, now + 1, first=True)
+        cpu["receipt"] = receipt_all(committer, replies, args.batch, now + 2)
         committer.drop_connection()
         with engine.connect() as conn:
             found = {
@@ -172,8 +146,7 @@ def run(args: argparse.Namespace) -> None:
                 ),
             }
         engine.dispose()
-    per_mo = ", ".join(f"{name} {seconds / args.mos * 1e6:,.0f} µs" for name, seconds in cpu.items())
-    print(f"sqlite: {args.mos:,} vote MOs, {args.batch} units per transaction: CPU per MO: {per_mo}; total {sum(cpu.values()) / args.mos * 1e6:,.0f} µs")
+    print(f"sqlite: {args.mos:,} vote MOs, {args.batch} units per transaction: CPU per MO: {per_item(cpu, args.mos)}")
     print(f"sqlite: afterwards: {found}")
     if args.statements:
         print(statements.report())

@@ -98,6 +98,47 @@ def commit(committer: Committer, units: list[BenchUnit]) -> None:
         raise RuntimeError(next(unit.error for unit in units if unit.error is not None))
 
 
+def accept_all(committer: Committer, mts: list[Any], batch: int, now: float, *, first: bool) -> float:
+    """Store each MT's submit_sm_resp (:func:`part_accepted`), ``batch`` per commit; CPU seconds."""
+    started = time.process_time()
+    for at in range(0, len(mts), batch):
+        units = [
+            BenchUnit(
+                functools.partial(
+                    part_accepted, mt_id=mt.id, part_index=1, smsc=SMSC, smsc_message_id=f"{mt.id:08x}",
+                    submit_status=0, now=now, recipient=mt.msisdn, text=mt.text,
+                ),
+                (),
+                first=first,
+            )  # fmt: skip
+            for mt in mts[at : at + batch]
+        ]
+        commit(committer, units)
+    return time.process_time() - started
+
+
+def receipt_all(committer: Committer, mts: list[Any], batch: int, now: float) -> float:
+    """Store a DELIVRD receipt for each MT accepted by :func:`accept_all`, ``batch`` per commit; CPU seconds."""
+    started = time.process_time()
+    for at in range(0, len(mts), batch):
+        units = []
+        for mt in mts[at : at + batch]:
+            message_id = f"{mt.id:08x}"
+            receipt = DeliveryReceipt(
+                message_id=message_id, sub="001", dlvrd="001", submit_date=None, done_date=None, stat="DELIVRD",
+                err="000", text=mt.text[:20], message_state=2, network_error_code=None,
+            )  # fmt: skip
+            units.append(BenchUnit(functools.partial(record_receipt, recipient=mt.msisdn), (SMSC, receipt, message_id, now)))
+        commit(committer, units)
+    return time.process_time() - started
+
+
+def per_item(cpu: dict[str, float], count: int) -> str:
+    """Each stage's CPU microseconds per item, and their total."""
+    stages = ", ".join(f"{name} {seconds / count * 1e6:,.0f} µs" for name, seconds in cpu.items())
+    return f"{stages}; total {sum(cpu.values()) / count * 1e6:,.0f} µs"
+
+
 def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -123,40 +164,13 @@ def run(args: argparse.Namespace) -> None:
             # The writer's own committer runs the batches of the other two, as it runs the
             # gateway's (units of one function may run together, see runs_together).
             committer = Committer(engine, cut_after=3600.0, urgent=lambda: False)
-            started = time.process_time()
-            for first in range(0, len(claimed), args.batch):
-                commit(
-                    committer,
-                    [
-                        BenchUnit(
-                            functools.partial(
-                                part_accepted, mt_id=mt.id, part_index=1, smsc=SMSC, smsc_message_id=f"{mt.id:08x}",
-                                submit_status=0, now=now + 1, recipient=mt.msisdn, text=mt.text,
-                            ),
-                            (),
-                            first=False,  # a bulk MT's acceptance goes in the bulk lane, as the outbox writes it
-                        )  # fmt: skip
-                        for mt in claimed[first : first + args.batch]
-                    ],
-                )
-            cpu["submit_sm_resp"] = time.process_time() - started
-            started = time.process_time()
-            for first in range(0, len(claimed), args.batch):
-                units = []
-                for mt in claimed[first : first + args.batch]:
-                    message_id = f"{mt.id:08x}"
-                    receipt = DeliveryReceipt(
-                        message_id=message_id, sub="001", dlvrd="001", submit_date=None, done_date=None, stat="DELIVRD",
-                        err="000", text=mt.text[:20], message_state=2, network_error_code=None,
-                    )  # fmt: skip
-                    units.append(BenchUnit(functools.partial(record_receipt, recipient=mt.msisdn), (SMSC, receipt, message_id, now + 2)))
-                commit(committer, units)
-            cpu["receipt"] = time.process_time() - started
+            # A bulk MT's acceptance goes in the bulk lane, as the outbox writes it.
+            cpu["submit_sm_resp"] = accept_all(committer, claimed, args.batch, now + 1, first=False)
+            cpu["receipt"] = receipt_all(committer, claimed, args.batch, now + 2)
             committer.drop_connection()
             statuses = dict(conn.execute(sa.text("SELECT status, count(*) FROM mt_messages GROUP BY status")).all())
         engine.dispose()
-    per_mt = ", ".join(f"{name} {seconds / len(claimed) * 1e6:,.0f} µs" for name, seconds in cpu.items())
-    print(f"sqlite: {len(claimed):,} MTs, {args.batch} units per transaction: CPU per MT: {per_mt}; total {sum(cpu.values()) / len(claimed) * 1e6:,.0f} µs")
+    print(f"sqlite: {len(claimed):,} MTs, {args.batch} units per transaction: CPU per MT: {per_item(cpu, len(claimed))}")
     print(f"sqlite: MT statuses afterwards: {statuses}")
     if args.statements:
         print(statements.report())
