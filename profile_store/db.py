@@ -402,7 +402,7 @@ class Store:
             if self.writer_process is not None:
                 self.writer_process.poke()
         try:
-            # Most units find room: a send that waits would cost two more scheduling rounds.
+            # Most units find room, and await send() checkpoints twice even then.
             self._send.send_nowait(unit)
         except trio.WouldBlock:
             await self._send.send(unit)
