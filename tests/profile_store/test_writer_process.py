@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import attrs
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 import sqlalchemy as sa
 import structlog
@@ -397,3 +399,82 @@ async def test_the_writer_logs_with_the_gateways_new_level_after_a_reload(store:
     await store.write(_log_probe, 2)
     lines = [line for line in capfd.readouterr().out.splitlines() if "writer_probe" in line]
     assert len(lines) == 1 and json.loads(lines[0][lines[0].index("{") :])["n"] == 2
+
+
+# --- values on the wire -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Plain:
+    """A plain frozen value: positional, private and keyword-only fields."""
+
+    a: Any
+    _b: Any = None
+    c: Any = attrs.field(default=0, kw_only=True)
+
+
+@attrs.frozen
+class _Checked:
+    a: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+
+@attrs.frozen
+class _Converted:
+    a: str = attrs.field(converter=str)
+
+
+@attrs.define
+class _Mutable:
+    a: Any
+
+
+def _wire(value: Any) -> Any:
+    """``value`` as the other process reads it, sent as units are."""
+    import io
+    import pickle
+
+    from profile_store.writer_process import _Residents, _UnitPickler, _dumps
+
+    buffer = io.BytesIO()
+    _UnitPickler(buffer, _Residents()).dump(value)
+    assert pickle.loads(_dumps(value)) == value
+    return pickle.loads(buffer.getvalue())
+
+
+def test_the_values_of_every_mo_mt_and_receipt_go_as_their_fields() -> None:
+    """The values each MO, MT and receipt sends to the writer and back are plain frozen
+    values, sent as their constructor's arguments and read back equal."""
+    from gatewayd.dispatch import Failed, Processed
+    from gatewayd.smpp.receipts import DeliveryReceipt
+    from gatewayd.smpp.udh import ConcatInfo, ConcatMethod
+    from profile_store.mo import MoPartIn
+    from profile_store.mt_values import ClaimedMt, MtProgress, StoredMt
+    from profile_store.subscribers import RawNumber
+    from profile_store.values import MoStored, ReceiptRecorded, StoredMo
+    from profile_store.writer_process import _plain_value
+
+    hot = [DeliveryReceipt, ConcatInfo, Processed, Failed, MoPartIn, StoredMo, MoStored, ReceiptRecorded, RawNumber, StoredMt, ClaimedMt, MtProgress]
+    assert [cls.__name__ for cls in hot if not _plain_value(cls)] == []
+    part = MoPartIn("op", "306900000001", 1, "4160", 0x40, 0, b"\x05\x00\x03\x07\x02\x01VOTE", "VOTE", ConcatInfo(7, 2, 1, ConcatMethod.UDH8), None, 12.5, "op#1")
+    assert _wire([part, part]) == [part, part]
+    mo = StoredMo(1, "op", 2, "+306900000001", "4160", "VOTE GRE", 0, 1, True, 12.5, "stored", None)
+    assert _wire(MoStored(False, 3, mo)) == MoStored(False, 3, mo)
+    progress = MtProgress(mt_id=5, status="submitted", attempts=1, parts_total=1, parts_accepted=1, next_attempt_at=0.0, last_error=None)
+    assert _wire((progress, Processed(1, "campaign:v", (5,), fresh=True))) == (progress, Processed(1, "campaign:v", (5,), fresh=True))
+
+
+def test_values_with_checks_or_state_go_as_pickle_sends_them() -> None:
+    """A class whose constructor would check or convert again, or a mutable one, is left to
+    pickle: it arrives equal all the same."""
+    from profile_store.writer_process import _plain_value
+
+    values = [_Checked(1), _Converted("x"), _Mutable([1])]
+    assert [_plain_value(type(value)) for value in values] == [False, False, False]
+    assert _wire(values) == values
+
+
+@given(st.lists(st.builds(_Plain, st.integers() | st.text(), st.none() | st.binary(), c=st.floats(allow_nan=False)), max_size=5))
+def test_a_plain_value_arrives_equal_whatever_its_fields(values: list[_Plain]) -> None:
+    """Positional, private and keyword-only fields all arrive, shared values stay shared."""
+    both = _wire([values, values])
+    assert both == [values, values] and both[0] is both[1]
