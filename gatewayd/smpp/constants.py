@@ -16,6 +16,7 @@ __all__ = [
     "BindMode",
     "EsmClass",
     "ESM_MESSAGE_TYPE_MASK",
+    "ESM_UDHI",
     "DataCoding",
     "MessageState",
     "RESPONSE_BIT",
@@ -233,6 +234,9 @@ class EsmClass(enum.IntFlag):
 
 #: esm_class bits 2-5 carry the message type.
 ESM_MESSAGE_TYPE_MASK = 0x3C
+#: :attr:`EsmClass.UDHI` as a plain int, to test a decoded esm_class with: an int and an
+#: IntFlag are combined by enum's Python code, at about a microsecond each time.
+ESM_UDHI = int(EsmClass.UDHI)
 
 
 class DataCoding(enum.IntEnum):

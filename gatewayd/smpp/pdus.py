@@ -25,6 +25,7 @@ from gatewayd.smpp.constants import (
     CommandStatus,
     EsmClass,
     ESM_MESSAGE_TYPE_MASK,
+    ESM_UDHI,
     Tag,
 )
 
@@ -213,7 +214,7 @@ class _ShortMessage(Pdu):
     @property
     def has_udh(self) -> bool:
         """True when short_message (or message_payload) starts with a User Data Header."""
-        return bool(self.esm_class & EsmClass.UDHI)
+        return bool(self.esm_class & ESM_UDHI)
 
     @property
     def payload(self) -> bytes:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import attrs
 
-from gatewayd.smpp.constants import DataCoding, EsmClass, Tag
+from gatewayd.smpp.constants import ESM_UDHI, DataCoding, Tag
 
 __all__ = [
     "GSM_CHARACTERS",
@@ -117,7 +117,6 @@ _DECODING_TABLE = (
 # reserved for a further extension table, and 03.38 says to display a space for it.
 _UNESCAPES = tuple(("\x1b" + _BASIC[septet], char) for septet, char in _EXTENSION.items())
 
-_UDHI = int(EsmClass.UDHI)
 _SAR_TAGS = (int(Tag.SAR_MSG_REF_NUM), int(Tag.SAR_TOTAL_SEGMENTS), int(Tag.SAR_SEGMENT_SEQNUM))
 
 
@@ -462,10 +461,10 @@ def _concat_fields(
 ) -> tuple[bytes, int, tuple[tuple[int, bytes], ...]]:
     """The UDH, esm_class and TLVs that tie one part to the others."""
     if method is ConcatMethod.UDH8:
-        return bytes((5, 0x00, 3, reference & 0xFF, total, index)), _UDHI, ()
+        return bytes((5, 0x00, 3, reference & 0xFF, total, index)), ESM_UDHI, ()
     if method is ConcatMethod.UDH16:
         ref = reference & 0xFFFF
-        return bytes((6, 0x08, 4, ref >> 8, ref & 0xFF, total, index)), _UDHI, ()
+        return bytes((6, 0x08, 4, ref >> 8, ref & 0xFF, total, index)), ESM_UDHI, ()
     tlvs = (
         (_SAR_TAGS[0], (reference & 0xFFFF).to_bytes(2, "big")),
         (_SAR_TAGS[1], bytes((total,))),

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from gatewayd.smpp.constants import EsmClass, Tag
+from gatewayd.smpp.constants import ESM_UDHI, Tag
 from gatewayd.smpp.text import ConcatMethod
 
 __all__ = [
@@ -168,7 +168,7 @@ def concat_info(
     """
     user_data = payload
     info: ConcatInfo | None = None
-    if esm_class & EsmClass.UDHI:
+    if esm_class & ESM_UDHI:
         try:
             ies, user_data = parse_udh(payload)
         except ValueError:
