@@ -48,14 +48,12 @@ from gatewayd.app import prepare_store  # noqa: E402
 from gatewayd.campaigns import Campaigns  # noqa: E402
 from gatewayd.config import load_config  # noqa: E402
 from gatewayd.dispatch import process_mos  # noqa: E402
-from gatewayd.logging import configure_logging  # noqa: E402
 from gatewayd.smpp.text import ConcatReferences  # noqa: E402
-from multicast import positive  # noqa: E402
 from profile_store.committer import Committer  # noqa: E402
 from profile_store.db import Store, make_engine  # noqa: E402
 from profile_store.mo import MoPartIn, store_mo_part  # noqa: E402
 from profile_store.subscribers import normalise_msisdn  # noqa: E402
-from writer_units import BenchUnit, StatementTimes, accept_all, commit, per_item, receipt_all  # noqa: E402
+from writer_units import BenchUnit, StatementTimes, accept_all, bench_main, commit, per_item, receipt_all  # noqa: E402
 
 SMSC = "bench"
 #: MOs per process_mos unit: what the dispatcher gathers under load.
@@ -153,13 +151,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mos", type=positive, default=10_000, help="vote MOs, each from a new subscriber (default 10,000)")
-    parser.add_argument("--batch", type=positive, default=50, help="store, submit_sm_resp and receipt units per transaction (default 50)")
-    parser.add_argument("--statements", action="store_true", help="also time each SQL statement")
-    args = parser.parse_args()
-    configure_logging("warning", "json")
-    run(args)
+    bench_main(__doc__, run, "mos", "vote MOs, each from a new subscriber", "store, submit_sm_resp and receipt units per transaction")
 
 
 if __name__ == "__main__":

@@ -176,14 +176,19 @@ def run(args: argparse.Namespace) -> None:
         print(statements.report())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mts", type=positive, default=10_000, help="MTs queued, claimed, accepted and receipted (default 10,000)")
-    parser.add_argument("--batch", type=positive, default=50, help="units per transaction (default 50)")
+def bench_main(description: str | None, run: Callable[[argparse.Namespace], None], count: str, count_help: str, batch_help: str) -> None:
+    """Parse a writer benchmark's options (``--COUNT``, ``--batch``, ``--statements``) and run it."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(f"--{count}", type=positive, default=10_000, help=f"{count_help} (default 10,000)")
+    parser.add_argument("--batch", type=positive, default=50, help=f"{batch_help} (default 50)")
     parser.add_argument("--statements", action="store_true", help="also time each SQL statement")
     args = parser.parse_args()
     configure_logging("warning", "json")
     run(args)
+
+
+def main() -> None:
+    bench_main(__doc__, run, "mts", "MTs queued, claimed, accepted and receipted", "units per transaction")
 
 
 if __name__ == "__main__":
