@@ -211,7 +211,6 @@ class Prepared:
         return [row_type._make(row) for row in rows]
 
 
-
 _LAST_ROWID = Prepared(sa.text("SELECT last_insert_rowid()"))
 
 
